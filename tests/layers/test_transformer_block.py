@@ -1,0 +1,201 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from tests.helpers import run_layer_test, to_numpy
+from tfllm.layers import TransformerBlock
+
+BATCH, SEQ, HIDDEN, HEADS = 2, 7, 16, 4
+
+
+def random_inputs(batch=BATCH, seq=SEQ, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, seq, HIDDEN)).astype("float32")
+
+
+@pytest.mark.parametrize("normalize_first, causal", [(True, True), (False, False)])
+def test_layer_contract(normalize_first, causal, tmp_path):
+    run_layer_test(
+        TransformerBlock,
+        init_kwargs=dict(
+            num_heads=HEADS,
+            intermediate_dim=32,
+            dropout=0.1,
+            activation="gelu_approximate",
+            normalize_first=normalize_first,
+            causal=causal,
+        ),
+        input_data={"inputs": random_inputs(), "padding_mask": np.ones((BATCH, SEQ), "int32")},
+        expected_output_shape=(BATCH, SEQ, HIDDEN),
+        # qkv, attention output, two feed-forward denses (kernel + bias each), two norms (gamma + beta).
+        expected_num_trainable_weights=12,
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+@pytest.mark.parametrize("causal", [True, False])
+def test_padding_leaves_real_positions_unchanged(normalize_first, causal):
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, normalize_first=normalize_first, causal=causal)
+    x = random_inputs(batch=1)
+    reference = to_numpy(block(x, padding_mask=np.ones((1, SEQ), "int32")))
+    # Three padded positions at the end, holding garbage that must not leak in.
+    padded = np.concatenate([x, 100 * random_inputs(batch=1, seq=3, seed=1)], axis=1)
+    mask = np.array([[1] * SEQ + [0] * 3], "int32")
+    output = to_numpy(block(padded, padding_mask=mask))
+    np.testing.assert_allclose(output[:, :SEQ], reference, atol=1e-5)
+    if not causal:
+        # Bidirectional: padding anywhere, even first, is invisible.
+        padded = np.concatenate([100 * random_inputs(batch=1, seq=2, seed=2), x], axis=1)
+        mask = np.array([[0, 0] + [1] * SEQ], "int32")
+        np.testing.assert_allclose(to_numpy(block(padded, padding_mask=mask))[:, 2:], reference, atol=1e-5)
+
+
+def test_padding_changes_outputs_when_unmasked():
+    """The padding test above can fail: without the mask the garbage does leak in."""
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32)
+    x = random_inputs(batch=1)
+    padded = np.concatenate([x, 100 * random_inputs(batch=1, seq=3, seed=1)], axis=1)
+    assert not np.allclose(to_numpy(block(padded))[:, :SEQ], to_numpy(block(x)), atol=1e-3)
+
+
+def test_fully_padded_row_is_finite():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=True)
+    output = to_numpy(block(random_inputs(), padding_mask=np.zeros((BATCH, SEQ), "int32")))
+    assert np.all(np.isfinite(output))
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_causal_output_ignores_the_future(normalize_first):
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, normalize_first=normalize_first, causal=True)
+    x = random_inputs()
+    changed = x.copy()
+    changed[:, 4:] = random_inputs(seq=SEQ - 4, seed=3)
+    a, b = to_numpy(block(x)), to_numpy(block(changed))
+    np.testing.assert_allclose(a[:, :4], b[:, :4], atol=1e-5)
+    assert not np.allclose(a[:, 4:], b[:, 4:], atol=1e-3)
+
+
+def test_bidirectional_output_sees_the_future():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=False)
+    x = random_inputs()
+    changed = x.copy()
+    changed[:, -1] += 1.0
+    assert not np.allclose(to_numpy(block(x))[:, 0], to_numpy(block(changed))[:, 0], atol=1e-4)
+
+
+def empty_cache(batch, max_length):
+    return np.zeros((batch, 2, max_length, HEADS, HIDDEN // HEADS), "float32")
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_cached_decoding_equals_full_pass(normalize_first):
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, normalize_first=normalize_first, causal=True)
+    x = random_inputs()
+    full = to_numpy(block(x))
+
+    max_length = SEQ + 3
+    prompt = 3
+    output, cache = block(x[:, :prompt], cache=empty_cache(BATCH, max_length), cache_index=0)
+    steps = [to_numpy(output)]
+    for index in range(prompt, SEQ):
+        output, cache = block(x[:, index : index + 1], cache=cache, cache_index=index)
+        steps.append(to_numpy(output))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+    assert tuple(cache.shape) == (BATCH, 2, max_length, HEADS, HIDDEN // HEADS)
+
+
+def test_cached_decoding_with_a_position_per_row():
+    """Rows at different positions (prompts of different lengths) decode in one call."""
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, normalize_first=True, causal=True)
+    x = random_inputs()
+    full = to_numpy(block(x))
+    lengths = np.array([2, 5], "int32")
+    # Prefill both rows over 5 positions; row 0's positions 2..4 are overwritten later.
+    _, cache = block(x[:, :5], cache=empty_cache(BATCH, SEQ), cache_index=0)
+    outputs = {0: [], 1: []}
+    for step in range(SEQ - 5):
+        positions = lengths + step
+        new = np.stack([x[row, positions[row]] for row in range(BATCH)])[:, None]
+        output, cache = block(new, cache=cache, cache_index=positions)
+        for row in range(BATCH):
+            outputs[row].append(to_numpy(output)[row, 0])
+    for row in range(BATCH):
+        expected = full[row, lengths[row] : lengths[row] + SEQ - 5]
+        np.testing.assert_allclose(np.stack(outputs[row]), expected, atol=1e-5)
+
+
+def test_bidirectional_cache_sees_every_written_slot():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=False)
+    x = random_inputs()
+    output, _ = block(x, cache=empty_cache(BATCH, SEQ + 4), cache_index=0)
+    np.testing.assert_allclose(to_numpy(output), to_numpy(block(x)), atol=1e-5)
+
+
+def test_cache_requires_index():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=True)
+    with pytest.raises(ValueError, match="cache_index"):
+        block(random_inputs(), cache=empty_cache(BATCH, SEQ))
+
+
+def test_attention_mask_is_applied():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32)
+    x = random_inputs()
+    # Each position attending only to itself equals a sequence of length one.
+    eye = np.broadcast_to(np.eye(SEQ, dtype="int32"), (BATCH, SEQ, SEQ))
+    output = to_numpy(block(x, attention_mask=eye))
+    alone = to_numpy(block(x[:, 3:4]))
+    np.testing.assert_allclose(output[:, 3:4], alone, atol=1e-5)
+
+
+def test_gelu_exact_and_approximate_differ():
+    x = random_inputs()
+    exact = TransformerBlock(num_heads=HEADS, intermediate_dim=32, activation="gelu")
+    approximate = TransformerBlock.from_config({**exact.get_config(), "activation": "gelu_approximate"})
+    exact(x)
+    approximate(x)
+    approximate.set_weights(exact.get_weights())
+    a, b = to_numpy(exact(x)), to_numpy(approximate(x))
+    assert not np.allclose(a, b, atol=1e-7)
+    np.testing.assert_allclose(a, b, atol=1e-2)
+
+
+def test_dropout_only_in_training():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, dropout=0.5)
+    x = random_inputs()
+    np.testing.assert_allclose(to_numpy(block(x)), to_numpy(block(x, training=False)))
+    assert not np.allclose(to_numpy(block(x, training=True)), to_numpy(block(x)), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_heads=0), "num_heads"),
+        (dict(intermediate_dim=-4), "intermediate_dim"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(attention_dropout=-0.1), "attention_dropout"),
+        (dict(activation="not_an_activation"), "activation"),
+        (dict(layer_norm_epsilon=0), "layer_norm_epsilon"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerBlock(**{"num_heads": HEADS, "intermediate_dim": 32, **kwargs})
+
+
+def test_heads_must_divide_hidden_size():
+    with pytest.raises(ValueError, match="num_heads=3.*hidden size=16"):
+        TransformerBlock(num_heads=3, intermediate_dim=32)(random_inputs())
+
+
+def test_reload_in_a_functional_model_keeps_cache_path(tmp_path):
+    """A reloaded block still decodes with a cache (used by tfllm.generation)."""
+    inputs = keras.Input((None, HIDDEN))
+    model = keras.Model(inputs, TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=True, name="b")(inputs))
+    path = str(tmp_path / "block.keras")
+    model.save(path)
+    block = keras.saving.load_model(path).get_layer("b")
+    x = random_inputs()
+    output, _ = block(x, cache=empty_cache(BATCH, SEQ), cache_index=0)
+    np.testing.assert_allclose(to_numpy(output), to_numpy(model(x)), atol=1e-5)
+    assert ops.shape(output) == (BATCH, SEQ, HIDDEN)

@@ -1,0 +1,121 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import to_numpy
+from tfllm.models import BERT, PRESETS
+
+CONFIG = PRESETS["bert-test"]
+
+
+def bert_inputs(batch=2, seq=10, seed=0):
+    rng = np.random.default_rng(seed)
+    segment_ids = np.zeros((batch, seq), "int32")
+    segment_ids[:, seq // 2 :] = 1
+    return {
+        "token_ids": rng.integers(0, CONFIG["vocabulary_size"], size=(batch, seq)).astype("int32"),
+        "segment_ids": segment_ids,
+        "padding_mask": np.ones((batch, seq), "int32"),
+    }
+
+
+def test_contract_inputs_and_outputs():
+    model = BERT("bert-test")
+    assert set(model.input) == {"token_ids", "segment_ids", "padding_mask"}
+    outputs = model(bert_inputs())
+    assert set(outputs) == {"sequence_output", "pooled_output"}
+    assert tuple(outputs["sequence_output"].shape) == (2, 10, CONFIG["hidden_dim"])
+    assert tuple(outputs["pooled_output"].shape) == (2, CONFIG["hidden_dim"])
+    pooled = to_numpy(outputs["pooled_output"])
+    assert np.all(np.abs(pooled) <= 1.0)  # tanh pooler
+
+
+def test_padding_leaves_real_positions_unchanged():
+    model = BERT("bert-test")
+    inputs = bert_inputs(batch=1, seq=6)
+    reference = model(inputs)
+    padded = {
+        "token_ids": np.pad(inputs["token_ids"], ((0, 0), (0, 4)), constant_values=3),
+        "segment_ids": np.pad(inputs["segment_ids"], ((0, 0), (0, 4))),
+        "padding_mask": np.pad(inputs["padding_mask"], ((0, 0), (0, 4))),
+    }
+    outputs = model(padded)
+    np.testing.assert_allclose(
+        to_numpy(outputs["sequence_output"])[:, :6], to_numpy(reference["sequence_output"]), atol=1e-5
+    )
+    np.testing.assert_allclose(to_numpy(outputs["pooled_output"]), to_numpy(reference["pooled_output"]), atol=1e-5)
+
+
+def test_segments_change_outputs():
+    model = BERT("bert-test")
+    inputs = bert_inputs()
+    flipped = dict(inputs, segment_ids=1 - inputs["segment_ids"])
+    assert not np.allclose(to_numpy(model(inputs)["pooled_output"]), to_numpy(model(flipped)["pooled_output"]))
+
+
+def test_mixed_bfloat16():
+    model = BERT("bert-test", dtype="mixed_bfloat16")
+    outputs = model(bert_inputs())
+    assert keras.backend.standardize_dtype(outputs["sequence_output"].dtype) == "bfloat16"
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in model.weights)
+
+
+def test_sequence_longer_than_max_raises():
+    with pytest.raises(ValueError, match="sequence_length=64"):
+        BERT("bert-test")(bert_inputs(seq=70))
+
+
+def test_save_and_reload_with_only_import_tfllm(tmp_path):
+    model = BERT("bert-test")
+    inputs = bert_inputs()
+    path = str(tmp_path / "bert.keras")
+    model.save(path)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    np.save(tmp_path / "expected.npy", to_numpy(model(inputs)["pooled_output"]))
+    script = f"""
+import numpy as np, keras, tfllm
+model = keras.saving.load_model({path!r})
+inputs = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
+pooled = keras.ops.convert_to_numpy(model(inputs)["pooled_output"])
+np.testing.assert_allclose(pooled, np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-6)
+print("identical")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "identical" in result.stdout
+
+
+def test_fine_tunes_with_jit_compile():
+    backbone = BERT("bert-test")
+    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in backbone.input}
+    pooled = backbone(inputs)["pooled_output"]
+    classifier = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    data = bert_inputs(batch=16, seq=8)
+    labels = (data["token_ids"][:, 0] % 2).astype("int32")
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    losses = classifier.fit(data, labels, batch_size=16, epochs=30, verbose=0).history["loss"]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(preset="bert-huge"), "Unknown BERT preset"),
+        (dict(preset="gpt2-small"), "another model"),
+        (dict(preset="bert-test", num_heads=3), "num_heads=3, hidden_dim=32"),
+        (dict(preset="bert-test", num_segments=0), "num_segments=0"),
+        (dict(preset="bert-test", layer_norm_epsilon=-1.0), "layer_norm_epsilon"),
+        (dict(preset="bert-test", max_sequence_length=2.5), "max_sequence_length=2.5"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BERT(**kwargs)

@@ -1,0 +1,142 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import to_numpy
+from tfllm.models import GPT, PRESETS
+
+CONFIG = PRESETS["gpt-test"]
+
+
+def gpt_inputs(batch=2, seq=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "token_ids": rng.integers(0, CONFIG["vocabulary_size"], size=(batch, seq)).astype("int32"),
+        "padding_mask": np.ones((batch, seq), "int32"),
+    }
+
+
+def test_contract_inputs_and_outputs():
+    model = GPT("gpt-test")
+    assert set(model.input) == {"token_ids", "padding_mask"}
+    logits = model(gpt_inputs())
+    assert tuple(logits.shape) == (2, 10, CONFIG["vocabulary_size"])
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    names = [layer.name for layer in model.layers]
+    for name in ["token_embedding", "position_embedding", "transformer_block_0", "transformer_block_1"]:
+        assert name in names
+
+
+def test_logits_float32_under_mixed_bfloat16():
+    model = GPT("gpt-test", dtype="mixed_bfloat16")
+    logits = model(gpt_inputs())
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in model.weights)
+    block = model.get_layer("transformer_block_0")
+    assert block.compute_dtype == "bfloat16"
+
+
+def test_output_projection_is_tied_to_token_embedding():
+    model = GPT("gpt-test")
+    embeddings = [w for w in model.weights if "embeddings" in w.path]
+    # One token table and one position table; no separate output kernel.
+    assert len(embeddings) == 2
+    assert model.count_params() == _gpt_parameter_count(**CONFIG)
+
+
+def test_causal_logits_ignore_later_tokens():
+    model = GPT("gpt-test")
+    inputs = gpt_inputs()
+    changed = {k: v.copy() for k, v in inputs.items()}
+    changed["token_ids"][:, 6:] = (changed["token_ids"][:, 6:] + 1) % CONFIG["vocabulary_size"]
+    a, b = to_numpy(model(inputs)), to_numpy(model(changed))
+    np.testing.assert_allclose(a[:, :6], b[:, :6], atol=1e-5)
+    assert not np.allclose(a[:, 6:], b[:, 6:], atol=1e-4)
+
+
+def test_right_padding_leaves_real_positions_unchanged():
+    model = GPT("gpt-test")
+    inputs = gpt_inputs(batch=1, seq=6)
+    reference = to_numpy(model(inputs))
+    padded = {
+        "token_ids": np.concatenate([inputs["token_ids"], [[7, 8, 9]]], axis=1).astype("int32"),
+        "padding_mask": np.array([[1] * 6 + [0] * 3], "int32"),
+    }
+    np.testing.assert_allclose(to_numpy(model(padded))[:, :6], reference, atol=1e-5)
+
+
+def test_sequence_longer_than_max_raises():
+    model = GPT("gpt-test")
+    with pytest.raises(ValueError, match="sequence_length=64"):
+        model(gpt_inputs(seq=65))
+
+
+def test_save_and_reload_with_only_import_tfllm(tmp_path):
+    model = GPT("gpt-test")
+    inputs = gpt_inputs()
+    path = str(tmp_path / "gpt.keras")
+    model.save(path)
+    np.save(tmp_path / "token_ids.npy", inputs["token_ids"])
+    np.save(tmp_path / "expected.npy", to_numpy(model(inputs)))
+    script = f"""
+import numpy as np, keras, tfllm
+model = keras.saving.load_model({path!r})
+ids = np.load({str(tmp_path / 'token_ids.npy')!r})
+logits = model({{"token_ids": ids, "padding_mask": np.ones_like(ids)}})
+np.testing.assert_allclose(keras.ops.convert_to_numpy(logits), np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-6)
+print("identical")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "identical" in result.stdout
+
+
+def test_trains_with_jit_compile():
+    model = GPT("gpt-test", dropout=0.1)
+    inputs = gpt_inputs(batch=8, seq=16)
+    labels = np.roll(inputs["token_ids"], -1, axis=1)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    history = model.fit(inputs, labels, batch_size=8, epochs=20, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_preset_overrides():
+    model = GPT("gpt-test", num_layers=3, dropout=0.0)
+    assert sum(layer.name.startswith("transformer_block_") for layer in model.layers) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(preset="gpt5"), "Unknown GPT preset 'gpt5'"),
+        (dict(preset="bert-base"), "another model"),
+        (dict(preset="gpt-test", num_heads=5), "num_heads=5, hidden_dim=32"),
+        (dict(preset="gpt-test", hidden_dim=0), "hidden_dim=0"),
+        (dict(preset="gpt-test", num_layers=-1), "num_layers=-1"),
+        (dict(preset="gpt-test", dropout=1.0), "dropout=1.0"),
+        (dict(preset="gpt-test", num_segments=2), "Unknown GPT config argument"),
+        (dict(vocabulary_size=10), "GPT needs num_layers"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GPT(**kwargs)
+
+
+def _gpt_parameter_count(vocabulary_size, num_layers, hidden_dim, intermediate_dim, max_sequence_length, **_):
+    per_block = (
+        4 * hidden_dim  # two layer norms
+        + hidden_dim * 3 * hidden_dim + 3 * hidden_dim  # fused qkv
+        + hidden_dim * hidden_dim + hidden_dim  # attention output
+        + 2 * hidden_dim * intermediate_dim + intermediate_dim + hidden_dim  # feed-forward
+    )
+    return (vocabulary_size + max_sequence_length) * hidden_dim + num_layers * per_block + 2 * hidden_dim

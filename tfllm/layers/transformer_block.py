@@ -1,0 +1,257 @@
+"""The transformer block shared by GPT (causal, pre-norm) and BERT (bidirectional, post-norm)."""
+
+import keras
+from keras import ops
+
+from tfllm.layers._validation import (
+    check_activation,
+    check_positive_float,
+    check_positive_int,
+    check_rate,
+    get_activation,
+)
+
+# Added to attention logits (kept in float32) at masked positions.
+_MASK_VALUE = -1e9
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class TransformerBlock(keras.layers.Layer):
+    """One transformer block: multi-head self-attention and a feed-forward network.
+
+    The block covers both families of language model in tfllm:
+
+    - GPT-2: `normalize_first=True` (pre-norm), `causal=True`,
+      `activation="gelu_approximate"`.
+    - BERT: `normalize_first=False` (post-norm), `causal=False`,
+      `activation="gelu"`.
+
+    Queries, keys and values come from one fused projection (`qkv_dense`, a kernel
+    of shape `(hidden_dim, 3 * hidden_dim)` laid out `[query | key | value]`, each
+    head-major), which is both the fastest layout and GPT-2's own.
+
+    Args:
+        num_heads: int. Number of attention heads; must divide the hidden size.
+        intermediate_dim: int. Width of the feed-forward network's hidden layer.
+        dropout: float. Dropout rate after the attention output and after the
+            feed-forward network (the residual branches).
+        attention_dropout: float or None. Dropout rate on the attention
+            probabilities; `None` uses `dropout`.
+        activation: str. Feed-forward activation: `"gelu"` (exact),
+            `"gelu_approximate"` (tanh approximation, GPT-2) or any Keras
+            activation name.
+        layer_norm_epsilon: float. Epsilon of both layer normalizations.
+        normalize_first: bool. Pre-norm (`True`) or post-norm (`False`).
+        causal: bool. Whether position `t` may attend only to positions `<= t`.
+        kernel_initializer: initializer for the dense kernels.
+        bias_initializer: initializer for the dense biases.
+        **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: float tensor `(batch, seq, hidden_dim)`.
+        padding_mask: optional `(batch, seq)` tensor, nonzero for real tokens.
+            Keys at padded positions are never attended to; outputs at real
+            positions are therefore independent of the padding. With a cache,
+            the mask covers the cache's `max_length` positions instead.
+        attention_mask: optional `(batch, query_seq, key_seq)` tensor, nonzero
+            where a query may attend to a key; combined with the other masks.
+        cache: optional `(batch, 2, max_length, num_heads, head_dim)` tensor of
+            keys (`[:, 0]`) and values (`[:, 1]`) for cached decoding. `inputs`
+            are then the new tokens, written into the cache at `cache_index`.
+        cache_index: int or int tensor, scalar or `(batch,)`: the position of the
+            first token of `inputs` in the cache (per row when a vector).
+        training: bool, whether dropout is active.
+
+    Returns:
+        The block's output, same shape as `inputs`; with a `cache`, the tuple
+        `(output, updated_cache)`.
+
+    Example:
+
+    >>> block = TransformerBlock(num_heads=4, intermediate_dim=256, causal=True)
+    >>> block(keras.random.normal((2, 10, 64))).shape
+    (2, 10, 64)
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        dropout=0.0,
+        attention_dropout=None,
+        activation="gelu",
+        layer_norm_epsilon=1e-5,
+        normalize_first=False,
+        causal=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
+        self.dropout = check_rate("dropout", dropout)
+        self.attention_dropout = (
+            None if attention_dropout is None else check_rate("attention_dropout", attention_dropout)
+        )
+        self.activation = check_activation(activation)
+        self.layer_norm_epsilon = check_positive_float("layer_norm_epsilon", layer_norm_epsilon)
+        self.normalize_first = bool(normalize_first)
+        self.causal = bool(causal)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def build(self, inputs_shape):
+        hidden_dim = inputs_shape[-1]
+        if hidden_dim is None:
+            raise ValueError(f"The last dimension of the inputs must be known. Received shape {inputs_shape}")
+        if hidden_dim % self.num_heads:
+            raise ValueError(
+                f"`num_heads` must divide the hidden size. Received: num_heads={self.num_heads}, "
+                f"hidden size={hidden_dim}"
+            )
+        self.hidden_dim = hidden_dim
+        self.head_dim = hidden_dim // self.num_heads
+        dense_args = dict(
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+        )
+        norm_args = dict(epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy)
+        feature_shape = (None, None, hidden_dim)
+
+        self.attention_layer_norm = keras.layers.LayerNormalization(name="attention_layer_norm", **norm_args)
+        self.attention_layer_norm.build(feature_shape)
+        self.qkv_dense = keras.layers.Dense(3 * hidden_dim, name="qkv_dense", **dense_args)
+        self.qkv_dense.build(feature_shape)
+        self.attention_output_dense = keras.layers.Dense(hidden_dim, name="attention_output_dense", **dense_args)
+        self.attention_output_dense.build(feature_shape)
+
+        self.feedforward_layer_norm = keras.layers.LayerNormalization(name="feedforward_layer_norm", **norm_args)
+        self.feedforward_layer_norm.build(feature_shape)
+        self.feedforward_intermediate_dense = keras.layers.Dense(
+            self.intermediate_dim, name="feedforward_intermediate_dense", **dense_args
+        )
+        self.feedforward_intermediate_dense.build(feature_shape)
+        self.feedforward_output_dense = keras.layers.Dense(hidden_dim, name="feedforward_output_dense", **dense_args)
+        self.feedforward_output_dense.build((None, None, self.intermediate_dim))
+
+        attention_dropout = self.dropout if self.attention_dropout is None else self.attention_dropout
+        self.attention_probs_dropout = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)
+        self.attention_output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.feedforward_output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self._activation_fn = get_activation(self.activation)
+        self.built = True
+
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        cache=None,
+        cache_index=None,
+        training=None,
+    ):
+        x = inputs
+        residual = x
+        if self.normalize_first:
+            x = self.attention_layer_norm(x)
+        x, cache = self._self_attention(x, padding_mask, attention_mask, cache, cache_index, training)
+        x = self.attention_output_dropout(self.attention_output_dense(x), training=training)
+        x = x + residual
+        if not self.normalize_first:
+            x = self.attention_layer_norm(x)
+
+        residual = x
+        if self.normalize_first:
+            x = self.feedforward_layer_norm(x)
+        x = self._activation_fn(self.feedforward_intermediate_dense(x))
+        x = self.feedforward_output_dropout(self.feedforward_output_dense(x), training=training)
+        x = x + residual
+        if not self.normalize_first:
+            x = self.feedforward_layer_norm(x)
+
+        if cache is None:
+            return x
+        return x, cache
+
+    def _self_attention(self, x, padding_mask, attention_mask, cache, cache_index, training):
+        batch_size, query_length = ops.shape(x)[0], ops.shape(x)[1]
+        qkv = self.qkv_dense(x)
+        # (batch, seq, 3, heads, head_dim)
+        qkv = ops.reshape(qkv, (batch_size, query_length, 3, self.num_heads, self.head_dim))
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+        if cache is None:
+            start = ops.zeros((1,), "int32")
+        else:
+            if cache_index is None:
+                raise ValueError("`cache_index` is required when `cache` is given.")
+            start = ops.reshape(ops.cast(cache_index, "int32"), (-1,))
+            cache = self._update_cache(cache, key, value, start)
+            key, value = cache[:, 0], cache[:, 1]
+        key_length = ops.shape(key)[1]
+
+        # (batch or 1, query_seq): the absolute position of each query.
+        query_positions = start[:, None] + ops.arange(query_length, dtype="int32")[None, :]
+        key_positions = ops.arange(key_length, dtype="int32")
+        if self.causal:
+            mask = key_positions[None, None, :] <= query_positions[:, :, None]
+        elif cache is not None:
+            # A bidirectional block may see every cache slot written so far.
+            mask = key_positions[None, None, :] < (query_positions[:, -1:, None] + 1)
+        else:
+            mask = None
+        if padding_mask is not None:
+            key_mask = ops.cast(padding_mask, "bool")[:, None, :]
+            mask = key_mask if mask is None else ops.logical_and(mask, key_mask)
+        if attention_mask is not None:
+            attention_mask = ops.cast(attention_mask, "bool")
+            mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
+
+        query = query * ops.cast(1.0 / self.head_dim**0.5, query.dtype)
+        # (batch, heads, query_seq, key_seq), softmax taken in float32.
+        scores = ops.cast(ops.einsum("bqhd,bkhd->bhqk", query, key), "float32")
+        if mask is not None:
+            scores = ops.where(mask[:, None, :, :], scores, _MASK_VALUE)
+        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probs = self.attention_probs_dropout(probs, training=training)
+        attended = ops.einsum("bhqk,bkhd->bqhd", probs, value)
+        # (batch, seq, hidden)
+        return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), cache
+
+    def _update_cache(self, cache, key, value, start):
+        """Writes the new keys and values at `start` (per row) with a scatter.
+
+        A scatter is a core op on every backend; `ops.slice_update` would become
+        `XlaDynamicUpdateSlice` on TensorFlow, which TF Serving cannot run.
+        """
+        batch_size, new_length = ops.shape(key)[0], ops.shape(key)[1]
+        positions = ops.broadcast_to(start[:, None], (batch_size, 1)) + ops.arange(new_length, dtype="int32")
+        rows = ops.broadcast_to(ops.arange(batch_size, dtype="int32")[:, None], (batch_size, new_length))
+        # (batch * new_seq, 2): the (row, position) of every new token.
+        indices = ops.reshape(ops.stack([rows, positions], axis=-1), (-1, 2))
+        flat_shape = (-1, self.num_heads, self.head_dim)
+        cache = ops.cast(cache, key.dtype)
+        key_cache = ops.scatter_update(cache[:, 0], indices, ops.reshape(key, flat_shape))
+        value_cache = ops.scatter_update(cache[:, 1], indices, ops.reshape(value, flat_shape))
+        return ops.stack([key_cache, value_cache], axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "activation": self.activation,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "normalize_first": self.normalize_first,
+                "causal": self.causal,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
