@@ -45,7 +45,8 @@ def test_tied_head_projects_through_the_embedding():
     # No output kernel of its own: the embedding matrix is reused.
     own = [w for w in head.trainable_weights if w.path.startswith(head.name)]
     assert len(own) == 5
-    transformed = head.transform_layer_norm(head.transform_dense(hidden_states()[:, [0]]))
+    first_masked = hidden_states()[np.arange(2), MASK_POSITIONS[:, 0]][:, None]
+    transformed = head.transform_layer_norm(head.transform_dense(first_masked))
     expected = to_numpy(transformed) @ to_numpy(embedding.embeddings).T + to_numpy(head.output_bias)
     np.testing.assert_allclose(logits[:, 0], expected[:, 0], atol=1e-5)
 
