@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras_hub
+
+from tfllm.data import causal_lm_dataset, token_stream
+
+EOT = 256
+
+
+@pytest.fixture
+def tokenizer():
+    return keras_hub.tokenizers.ByteTokenizer()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    first = tmp_path / "a.txt"
+    first.write_text("hello world\nsecond line\n", encoding="utf-8")
+    second = tmp_path / "b.txt"
+    second.write_text("another document é\n", encoding="utf-8")
+    return [str(first), str(second)]
+
+
+def expected_stream(paths):
+    ids = []
+    for path in paths:
+        ids += list(open(path, "rb").read()) + [EOT]
+    return ids
+
+
+def test_token_stream_joins_documents_with_end_of_text(tokenizer, corpus):
+    stream = [int(t) for t in token_stream(corpus, tokenizer, EOT)]
+    assert stream == expected_stream(corpus)
+
+
+def test_windows_cover_the_corpus(tokenizer, corpus):
+    length = 7
+    dataset = causal_lm_dataset(corpus, tokenizer, sequence_length=length, batch_size=2, end_of_text_id=EOT,
+                                shuffle_buffer=0, drop_remainder=False)
+    stream = expected_stream(corpus)
+    windows = []
+    for features, labels in dataset:
+        assert features["token_ids"].shape[1:] == (length,)
+        np.testing.assert_array_equal(features["padding_mask"], 1)
+        for inputs, targets in zip(features["token_ids"].numpy(), labels.numpy()):
+            np.testing.assert_array_equal(inputs[1:], targets[:-1])  # labels are inputs shifted by one
+            windows.append(list(inputs) + [targets[-1]])
+    # Consecutive, non-overlapping windows of length + 1 over the stream; only a short tail is left.
+    covered = [token for window in windows for token in window]
+    assert covered == stream[: len(covered)]
+    assert len(stream) - len(covered) < length + 1
+
+
+def test_shuffle_changes_order_not_content(tokenizer, corpus):
+    def windows(**kwargs):
+        dataset = causal_lm_dataset(corpus, tokenizer, sequence_length=3, batch_size=1, end_of_text_id=EOT, **kwargs)
+        return [tuple(f["token_ids"].numpy()[0]) for f, _ in dataset]
+
+    ordered, shuffled = windows(shuffle_buffer=0), windows(shuffle_buffer=100, seed=3)
+    assert sorted(ordered) == sorted(shuffled)
+    assert ordered != shuffled
+
+
+def test_cache_gives_the_same_windows(tokenizer, corpus):
+    def windows(**kwargs):
+        dataset = causal_lm_dataset(corpus, tokenizer, sequence_length=4, batch_size=2, end_of_text_id=EOT,
+                                    shuffle_buffer=0, **kwargs)
+        return [f["token_ids"].numpy().tolist() for f, _ in dataset]
+
+    assert windows(cache=True) == windows()
+
+
+def test_missing_file_is_named(tokenizer, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        causal_lm_dataset(str(tmp_path / "nope.txt"), tokenizer, 8, 2, EOT)
+
+
+def test_empty_file_is_named(tokenizer, tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("")
+    with pytest.raises(ValueError, match="empty.txt"):
+        causal_lm_dataset(str(path), tokenizer, 8, 2, EOT)
+
+
+def test_corpus_shorter_than_one_window(tokenizer, tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("tiny\n")
+    with pytest.raises(ValueError, match="shorter than one window.*65"):
+        causal_lm_dataset(str(path), tokenizer, 64, 2, EOT)
+
+
+def test_works_with_model_fit(tokenizer, corpus):
+    import keras
+    import tfllm
+
+    model = tfllm.models.GPT("gpt-test", vocabulary_size=257, max_sequence_length=8)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    dataset = causal_lm_dataset(corpus, tokenizer, sequence_length=8, batch_size=2, end_of_text_id=EOT)
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert isinstance(dataset, tf.data.Dataset)

@@ -1,0 +1,128 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tfllm.training import SparseF1Score, WarmupDecay, create_optimizer
+
+
+def test_schedule_warms_up_then_decays():
+    schedule = WarmupDecay(1.0, total_steps=110, warmup_steps=10, decay="cosine", final_learning_rate_ratio=0.1)
+    values = [float(schedule(step)) for step in range(0, 130)]
+    np.testing.assert_allclose(values[5], 0.5)
+    np.testing.assert_allclose(values[10], 1.0)
+    np.testing.assert_allclose(values[60], 0.55, atol=1e-6)  # halfway down the cosine
+    np.testing.assert_allclose(values[110], 0.1, atol=1e-6)
+    np.testing.assert_allclose(values[129], 0.1, atol=1e-6)
+    assert all(a <= b for a, b in zip(values[:10], values[1:11]))
+    assert all(a >= b for a, b in zip(values[10:110], values[11:111]))
+    linear = WarmupDecay(1.0, total_steps=110, warmup_steps=10, decay="linear", final_learning_rate_ratio=0.0)
+    np.testing.assert_allclose(float(linear(60)), 0.5, atol=1e-6)
+
+
+def test_schedule_round_trips_config():
+    schedule = WarmupDecay(3e-4, total_steps=100, warmup_steps=5, decay="linear")
+    assert WarmupDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(peak_learning_rate=0, total_steps=10), "peak_learning_rate"),
+        (dict(peak_learning_rate=1, total_steps=10, warmup_steps=11), "warmup_steps=11"),
+        (dict(peak_learning_rate=1, total_steps=10, decay="step"), "decay='step'"),
+    ],
+)
+def test_schedule_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WarmupDecay(**kwargs)
+
+
+def test_weight_decay_skips_biases_norms_and_embeddings():
+    import tfllm
+
+    model = tfllm.models.GPT("gpt-test")
+    optimizer = create_optimizer(1e-3, total_steps=100)
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed, "nothing is weight-decayed"
+    assert all(v.endswith("kernel") for v in decayed), decayed
+    for variable in model.trainable_variables:
+        if variable.name in ("bias", "gamma", "beta", "embeddings"):
+            assert variable.path not in decayed
+
+
+def test_gradient_accumulation_applies_every_n_batches():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    optimizer = create_optimizer(0.1, total_steps=10, warmup_steps=0, gradient_accumulation_steps=2)
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = np.ones((2, 3), "float32"), np.zeros((2, 1), "float32")
+    before = model.get_weights()[0].copy()
+    model.train_on_batch(x, y)
+    np.testing.assert_array_equal(model.get_weights()[0], before)
+    model.train_on_batch(x, y)
+    assert not np.array_equal(model.get_weights()[0], before)
+
+
+def test_sparse_f1_matches_hand_computation():
+    metric = SparseF1Score(num_classes=2)
+    metric.update_state(np.array([0, 1, 1, 0]), np.array([[2.0, 1.0], [0.0, 3.0], [4.0, 1.0], [0.0, 1.0]]))
+    # Class 0: tp=1 fp=1 fn=1 -> 0.5; class 1: tp=1 fp=1 fn=1 -> 0.5.
+    np.testing.assert_allclose(float(metric.result()), 0.5, atol=1e-6)
+    metric.reset_state()
+    metric.update_state(np.array([0, 1]), np.array([[2.0, 1.0], [0.0, 3.0]]))
+    np.testing.assert_allclose(float(metric.result()), 1.0, atol=1e-6)
+
+
+RESUMABLE_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import keras, numpy as np
+    from tfllm.training import training_callbacks
+
+    output_dir, crash_at = sys.argv[1], int(sys.argv[2])
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen = getattr(self, "seen", 0) + 1
+            if crash_at and self.seen == crash_at:
+                os._exit(17)  # a hard kill: no cleanup, no exception handling
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            with open(os.path.join(output_dir, "batches.log"), "a") as f:
+                f.write(f"{self.model.optimizer.iterations.numpy()}\\n")
+
+    callbacks = training_callbacks(output_dir, tensorboard=False)
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=callbacks + [Count(), Crash()])
+    print("finished", model.optimizer.iterations.numpy())
+    """
+)
+
+
+def test_killed_run_resumes_from_the_last_backup(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(RESUMABLE_SCRIPT)
+    output_dir = str(tmp_path / "run")
+    os.makedirs(output_dir)
+    killed = subprocess.run([sys.executable, str(script), output_dir, "14"], capture_output=True, text=True)
+    assert killed.returncode == 17, killed.stderr[-2000:]
+    assert os.path.isdir(os.path.join(output_dir, "backup"))
+    resumed = subprocess.run([sys.executable, str(script), output_dir, "0"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "finished 24" in resumed.stdout  # 3 epochs x 8 batches in all, none repeated from the start
+    steps = [int(line) for line in open(os.path.join(output_dir, "batches.log"))]
+    first_run, second_run = steps[:14], steps[14:]
+    assert first_run == list(range(14))
+    # The rerun starts at the last backup (the end of epoch 1, step 8): the 6 steps since
+    # are lost and redone, nothing before them, and the run ends where an uninterrupted one would.
+    assert second_run == list(range(8, 24))

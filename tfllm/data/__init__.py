@@ -1,0 +1,23 @@
+"""tf.data pipelines: causal-LM windows, BERT pretraining (MLM + NSP), classification."""
+
+from tfllm.data.bert_pretraining import bert_pretraining_dataset, sentence_pairs
+from tfllm.data.causal_lm import causal_lm_dataset, token_stream
+from tfllm.data.classification import (
+    ClassificationExamples,
+    build_label_vocabulary,
+    classification_dataset,
+    read_classification_file,
+)
+from tfllm.data.masking import MaskedLMMasker
+
+__all__ = [
+    "ClassificationExamples",
+    "MaskedLMMasker",
+    "bert_pretraining_dataset",
+    "build_label_vocabulary",
+    "causal_lm_dataset",
+    "classification_dataset",
+    "read_classification_file",
+    "sentence_pairs",
+    "token_stream",
+]

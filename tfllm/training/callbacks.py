@@ -1,0 +1,44 @@
+"""The callbacks every training script wants: resumable backups, TensorBoard, a metrics log."""
+
+import json
+import os
+
+import keras
+
+
+def training_callbacks(output_dir, tensorboard=True):
+    """Returns `[BackupAndRestore, CSVLogger, TensorBoard]` writing under `output_dir`.
+
+    `BackupAndRestore` saves the model, the optimizer and the epoch number at the end
+    of every epoch to `output_dir/backup`; a crashed run started again with the same
+    `output_dir` resumes at the epoch after the last backup, exactly (weights,
+    optimizer state and step count as they were), losing at most one epoch of work.
+    Keras resumes only at epoch boundaries — a backup taken mid-epoch would replay the
+    epoch's first batches — so for frequent backups use short epochs:
+    `model.fit(dataset.repeat(), steps_per_epoch=N, epochs=total_steps // N)`.
+    The backup is deleted when `fit` finishes.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq="epoch"),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+    ]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq=50))
+    return callbacks
+
+
+def write_metrics(output_dir, metrics):
+    """Writes `metrics` (a dict of numbers and strings) to `output_dir/metrics.json`."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "metrics.json")
+    with open(path, "w") as file:
+        json.dump({key: _plain(value) for key, value in metrics.items()}, file, indent=2, sort_keys=True)
+    return path
+
+
+def _plain(value):
+    try:
+        return float(value) if not isinstance(value, (str, int, bool, list, dict)) else value
+    except (TypeError, ValueError):
+        return str(value)
