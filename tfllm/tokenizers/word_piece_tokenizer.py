@@ -1,0 +1,317 @@
+"""WordPiece (BERT's tokenizer): keras-hub's in-graph tokenizer, trained and saved the tfllm way."""
+
+import json
+import os
+import tempfile
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+# keras-hub's own in-graph pre-tokenizer (normalize, lower-case, split): training runs the
+# exact function the tokenizer runs, so the learned vocabulary fits what it will be asked.
+from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
+
+from tfllm.tokenizers._corpus import Corpus
+from tfllm.tokenizers._tensors import ragged_ids, sanitize_utf8, string_tensor
+
+VOCABULARY_FILE = "vocab.txt"
+CONFIG_FILE = "tfllm_tokenizer.json"
+# Hugging Face's per-directory settings; BERT directories say there whether they lower-case.
+HUGGING_FACE_CONFIG_FILE = "tokenizer_config.json"
+PAD, UNKNOWN, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+# In BERT's order of importance; a trained vocabulary starts with them, so [PAD] is id 0.
+SPECIAL_TOKENS = (PAD, UNKNOWN, CLS, SEP, MASK)
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
+    """BERT's WordPiece tokenizer, in the TensorFlow graph, with training and BERT-format files.
+
+    A `keras_hub.tokenizers.WordPieceTokenizer` (TF Text's `FastWordpieceTokenizer` after
+    keras-hub's normalization and splitting) that always runs its TensorFlow graph path: keras-hub
+    runs eager calls through a separate pure-Python implementation and returns Python lists;
+    here eager calls run the same compiled graph as `tf.data` and SavedModels do, and return
+    tensors. Traced, it emits the TF Text ops `NormalizeUTF8` (with `strip_accents`),
+    `CaseFoldUTF8` (with `lowercase`), `RegexSplitWithOffsets` and
+    `FastWordpieceTokenizeWithOffsets`; `detokenize` emits `TFText>FastWordpieceDetokenize`. All
+    are in the TF Text that TF Serving links in.
+
+    The vocabulary always holds `[PAD] [UNK] [CLS] [SEP] [MASK]`, exposed as `pad_token_id`,
+    `unknown_token_id`, `cls_token_id`, `sep_token_id`, `mask_token_id`. Text never produces
+    them except `[UNK]`, which stands for words the vocabulary cannot spell: a literal "[MASK]"
+    in the input is split into "[", "mask", "]" (keras-hub's `special_tokens_in_strings=False`),
+    so user text cannot forge a mask or a segment boundary. The data pipeline inserts them by id.
+
+    Args:
+        vocabulary: list of tokens (id = position), or the path of a BERT `vocab.txt` (one token
+            per line).
+        lowercase: bool. Lower-case (Unicode case folding) before splitting.
+        strip_accents: bool. Remove accents (NFD, then drop combining marks).
+        **kwargs: other `keras_hub.tokenizers.WordPieceTokenizer` arguments (`split_on_cjk`,
+            `sequence_length`, ...) and base layer arguments.
+
+    Call arguments:
+        inputs: a string or a `[batch]` string tensor (or list, or NumPy array).
+
+    Returns:
+        int32 token ids: a `tf.RaggedTensor` `[batch, None]` for a batch, a 1-D tensor for a
+        single string. No special tokens are added.
+
+    Example:
+
+    >>> vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "qu", "##ick", "fox"]
+    >>> tokenizer = WordPieceTokenizer(vocabulary)
+    >>> tokenizer(["The quick fox"])
+    <tf.RaggedTensor [[5, 6, 7, 8]]>
+    >>> tokenizer.detokenize([[5, 6, 7, 8]]).numpy()
+    array([b'the quick fox'], dtype=object)
+    """
+
+    def __init__(self, vocabulary=None, lowercase=True, strip_accents=True, **kwargs):
+        self._add_special_token(PAD, "pad_token")
+        self._add_special_token(UNKNOWN, "unknown_token")
+        self._add_special_token(CLS, "cls_token")
+        self._add_special_token(SEP, "sep_token")
+        self._add_special_token(MASK, "mask_token")
+        kwargs.setdefault("oov_token", UNKNOWN)
+        super().__init__(vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents, **kwargs)
+
+    def set_vocabulary(self, vocabulary):
+        """Sets the vocabulary: a list of tokens, or the path of a `vocab.txt`."""
+        if isinstance(vocabulary, (str, os.PathLike)):
+            vocabulary = _read_vocabulary_file(vocabulary)
+        if vocabulary is not None:
+            vocabulary = list(vocabulary)
+            _validate_vocabulary(vocabulary)
+        super().set_vocabulary(vocabulary)
+        # One compiled function per tokenizer, called eagerly and inlined when traced.
+        self._tokenize_function = tf.function(
+            lambda texts: self._tokenize_tf(_prepare(texts)),
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False,
+        )
+        self._detokenize_function = tf.function(
+            self._detokenize_tf,
+            input_signature=[tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)],
+            autograph=False,
+        )
+
+    # ----------------------------------------------------------------- tokenize
+
+    def call(self, inputs):
+        return self.tokenize(inputs)
+
+    def tokenize(self, inputs):
+        """Same as calling the tokenizer."""
+        self._check_vocabulary()
+        inputs = string_tensor(inputs, "WordPieceTokenizer")
+        if inputs.shape.rank == 0:
+            return self._tokenize_function(inputs[tf.newaxis])[0]
+        if inputs.shape.rank == 1 and not isinstance(inputs, tf.RaggedTensor):
+            return self._tokenize_function(inputs)
+        raise ValueError(f"WordPieceTokenizer takes a string or a 1-D string tensor. Received shape {inputs.shape}.")
+
+    def detokenize(self, ids):
+        """Joins token ids back into text: words separated by spaces, "##" pieces glued on.
+
+        Lower-casing, accent stripping and the exact spacing are not undone.
+
+        Args:
+            ids: int token ids: `[batch, None]` (ragged or dense tensor, NumPy array, nested
+                lists) or a single sequence `[None]`.
+
+        Returns:
+            A `[batch]` string tensor, or a scalar string for a single sequence.
+        """
+        self._check_vocabulary()
+        ids, unbatched = ragged_ids(ids)
+        if tf.executing_eagerly():
+            flat = ids.flat_values.numpy()
+            bad = flat[(flat < 0) | (flat >= self.vocabulary_size())]
+            if bad.size:
+                raise ValueError(f"Token ids must be in [0, {self.vocabulary_size() - 1}]. Received the id {bad[0]}.")
+        strings = self._detokenize_function(ids)
+        return strings[0] if unbatched else strings
+
+    # ----------------------------------------------------------------- files
+
+    def save(self, directory):
+        """Writes `vocab.txt` (BERT's format: one token per line) and the normalization options."""
+        self._check_vocabulary()
+        os.makedirs(directory, exist_ok=True)
+        _write_vocabulary_file(os.path.join(directory, VOCABULARY_FILE), self.vocabulary)
+        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as file:
+            json.dump(
+                {
+                    "class_name": "WordPieceTokenizer",
+                    "lowercase": self.lowercase,
+                    "strip_accents": self.strip_accents,
+                    "split_on_cjk": self.split_on_cjk,
+                },
+                file,
+                indent=2,
+            )
+
+    @classmethod
+    def load(cls, directory, lowercase=None, strip_accents=None):
+        """Reads a tokenizer written by `save`, or a BERT / Hugging Face directory's `vocab.txt`.
+
+        Args:
+            directory: holds `vocab.txt`.
+            lowercase: bool; `None` takes the saved setting, else Hugging Face's `do_lower_case`
+                from `tokenizer_config.json`, else `True`.
+            strip_accents: bool; `None` takes the saved setting, else Hugging Face's
+                `strip_accents`, else the same as `lowercase` (as BERT does).
+        """
+        path = os.path.join(directory, VOCABULARY_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{VOCABULARY_FILE!r} not found in the tokenizer directory {os.fspath(directory)!r}")
+        options = {}
+        if os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+            with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as file:
+                options = json.load(file)
+        elif os.path.isfile(os.path.join(directory, HUGGING_FACE_CONFIG_FILE)):
+            with open(os.path.join(directory, HUGGING_FACE_CONFIG_FILE), encoding="utf-8") as file:
+                hugging_face = json.load(file)
+            options = {"lowercase": hugging_face.get("do_lower_case"), "strip_accents": hugging_face.get("strip_accents")}
+        if lowercase is None:
+            lowercase = options.get("lowercase")
+            lowercase = True if lowercase is None else lowercase
+        if strip_accents is None:
+            strip_accents = options.get("strip_accents")
+            strip_accents = lowercase if strip_accents is None else strip_accents
+        return cls(
+            vocabulary=path,
+            lowercase=bool(lowercase),
+            strip_accents=bool(strip_accents),
+            split_on_cjk=options.get("split_on_cjk", True),
+        )
+
+    def load_assets(self, dir_path):
+        # keras-hub's reader strips every trailing space character, which would also eat a
+        # token such as "\u00a0"; read lines exactly.
+        self.set_vocabulary(os.path.join(dir_path, "vocabulary.txt"))
+
+    def get_config(self):
+        config = super().get_config()
+        # keras-hub's config forgets this constructor argument.
+        config["split_on_cjk"] = self.split_on_cjk
+        return config
+
+    # ----------------------------------------------------------------- training
+
+    @classmethod
+    def train(cls, texts_or_files, vocabulary_size, lowercase=True, strip_accents=True, min_frequency=2):
+        """Learns a WordPiece vocabulary with Hugging Face `tokenizers`' WordPiece trainer.
+
+        The corpus is first split into words by keras-hub's in-graph pre-tokenizer (the one this
+        tokenizer runs), then the trainer (Rust; about 20 times faster than keras-hub's
+        `compute_word_piece_vocabulary` on SST-2's 67K sentences) learns from those words.
+
+        Args:
+            texts_or_files: a text file path, a list of paths (read line by line, streamed), or
+                an iterable of strings.
+            vocabulary_size: int, the largest vocabulary to learn, the five special tokens
+                included. A small corpus can give fewer tokens.
+            lowercase: bool, as in the constructor.
+            strip_accents: bool, as in the constructor.
+            min_frequency: int, the fewest occurrences a pair needs to be merged.
+
+        Returns:
+            A `WordPieceTokenizer`; its vocabulary starts `[PAD] [UNK] [CLS] [SEP] [MASK]`.
+
+        Example:
+
+        >>> tokenizer = WordPieceTokenizer.train(["The cat sat.", "The mat."] * 5, 60)
+        >>> tokenizer.detokenize(tokenizer("the cat")).numpy()
+        b'the cat'
+        """
+        smallest = len(SPECIAL_TOKENS) + 1
+        if not isinstance(vocabulary_size, (int, np.integer)) or vocabulary_size < smallest:
+            raise ValueError(
+                f"`vocabulary_size` must be an int of at least {smallest}. Received: vocabulary_size={vocabulary_size!r}"
+            )
+        from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+        corpus = Corpus(texts_or_files)
+        split = tf.function(
+            lambda texts: tf.strings.reduce_join(
+                pretokenize(_prepare(texts), lowercase, strip_accents, split=True, split_on_cjk=True),
+                axis=-1,
+                separator=" ",
+            ),
+            input_signature=[tf.TensorSpec([None], tf.string)],
+        )
+        with tempfile.TemporaryDirectory() as temporary:
+            # The corpus's words, one line per text, go through a file: the trainer reads it in
+            # Rust, and the character set is known before training starts (see below).
+            words_path = os.path.join(temporary, "words.txt")
+            characters = set()
+            with open(words_path, "w", encoding="utf-8") as words_file:
+                for batch in corpus:
+                    for line in split(tf.constant(batch)).numpy():
+                        line = line.decode("utf-8", errors="replace")
+                        characters.update(line)
+                        words_file.write(line + "\n")
+            corpus.check_not_empty()
+            characters.discard(" ")
+            hf_tokenizer = Tokenizer(models.WordPiece(unk_token=UNKNOWN))
+            # Words hold no ASCII space character (keras-hub splits on them), so cutting at them
+            # gives back exactly the pre-tokenizer's words.
+            hf_tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\t\n\x0B\f\r ]+"), behavior="removed")
+            # The trainer numbers "##x" tokens in hash-map order, which breaks ties between equally
+            # frequent pairs differently from run to run (huggingface/tokenizers#1794): listing
+            # them up front, as extra special tokens, makes training deterministic.
+            continuations = ["##" + character for character in sorted(characters)]
+            trainer = trainers.WordPieceTrainer(
+                vocab_size=int(vocabulary_size),
+                min_frequency=min_frequency,
+                special_tokens=[*SPECIAL_TOKENS, *continuations],
+                continuing_subword_prefix="##",
+                show_progress=False,
+            )
+            hf_tokenizer.train([words_path], trainer)
+        vocabulary = hf_tokenizer.get_vocab()
+        return cls(sorted(vocabulary, key=vocabulary.get), lowercase=lowercase, strip_accents=strip_accents)
+
+
+def _prepare(texts):
+    """What runs before keras-hub's pre-tokenizer, in training and tokenizing alike.
+
+    Invalid UTF-8 becomes U+FFFD (so [UNK]) rather than reaching the normalizer. Space
+    separators (Zs: no-break space U+00A0, U+3000, ...) become plain spaces: BERT splits words
+    on them, but keras-hub's splitter only knows ASCII whitespace and would glue "a\u00a0b" into
+    one word, an [UNK].
+    """
+    return tf.strings.regex_replace(sanitize_utf8(texts), r"\p{Zs}", " ")
+
+
+def _validate_vocabulary(vocabulary):
+    seen = set()
+    for token in vocabulary:
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"Vocabulary tokens must be non-empty strings. Received: {token!r}")
+        if token in seen:
+            raise ValueError(f"The vocabulary holds the token {token!r} twice.")
+        seen.add(token)
+    for token in SPECIAL_TOKENS:
+        if token not in seen:
+            raise ValueError(f"The vocabulary lacks the special token {token!r}; it must hold all of {list(SPECIAL_TOKENS)}.")
+
+
+def _read_vocabulary_file(path):
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            lines = file.read().split("\n")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Vocabulary file not found: {os.fspath(path)!r}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _write_vocabulary_file(path, vocabulary):
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        file.writelines(token + "\n" for token in vocabulary)
