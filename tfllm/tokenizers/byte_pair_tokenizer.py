@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from tfllm.tokenizers import _byte_level
 from tfllm.tokenizers._corpus import Corpus
@@ -308,8 +309,9 @@ class BytePairTokenizer(keras.layers.Layer):
         learns is one the tokenizer can apply.
 
         Args:
-            texts_or_files: a text file path, a list of paths (read line by line, streamed), or
-                an iterable of strings.
+            texts_or_files: a text file path, a list of paths (read line by line, streamed, as
+                UTF-8 with invalid bytes replaced), or an iterable of strings. A list is taken as
+                paths when every item looks like one (no spaces; a file extension or a "/").
             vocabulary_size: int, the largest vocabulary to learn, special tokens and the 256 byte
                 symbols included. A small corpus can give fewer tokens.
             special_tokens: tokens given the first ids (`"<|endoftext|>"` is id 0 by default).
@@ -331,8 +333,6 @@ class BytePairTokenizer(keras.layers.Layer):
                 f"`vocabulary_size` must be an int of at least {smallest} (256 bytes + "
                 f"{len(special_tokens)} special tokens). Received: vocabulary_size={vocabulary_size!r}"
             )
-        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
         corpus = Corpus(texts_or_files)
         hf_tokenizer = Tokenizer(models.BPE())
         hf_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)

@@ -8,6 +8,7 @@ import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 # keras-hub's own in-graph pre-tokenizer (normalize, lower-case, split): training runs the
 # exact function the tokenizer runs, so the learned vocabulary fits what it will be asked.
@@ -207,14 +208,17 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         """Learns a WordPiece vocabulary with Hugging Face `tokenizers`' WordPiece trainer.
 
         The corpus is first split into words by keras-hub's in-graph pre-tokenizer (the one this
-        tokenizer runs), then the trainer (Rust; about 20 times faster than keras-hub's
-        `compute_word_piece_vocabulary` on SST-2's 67K sentences) learns from those words.
+        tokenizer runs), then the trainer (Rust) learns from those words: 2.5 s for SST-2's 60K
+        training sentences, where keras-hub's `compute_word_piece_vocabulary` takes 43 s (and
+        misses the asked size). Training is deterministic.
 
         Args:
-            texts_or_files: a text file path, a list of paths (read line by line, streamed), or
-                an iterable of strings.
-            vocabulary_size: int, the largest vocabulary to learn, the five special tokens
-                included. A small corpus can give fewer tokens.
+            texts_or_files: a text file path, a list of paths (read line by line, streamed, as
+                UTF-8 with invalid bytes replaced), or an iterable of strings. A list is taken as
+                paths when every item looks like one (no spaces; a file extension or a "/").
+            vocabulary_size: int, the vocabulary size to learn, the five special tokens
+                included. A small corpus can give fewer tokens; the vocabulary always holds every
+                character of the corpus, alone and as a "##" piece, even beyond this size.
             lowercase: bool, as in the constructor.
             strip_accents: bool, as in the constructor.
             min_frequency: int, the fewest occurrences a pair needs to be merged.
@@ -233,8 +237,6 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
             raise ValueError(
                 f"`vocabulary_size` must be an int of at least {smallest}. Received: vocabulary_size={vocabulary_size!r}"
             )
-        from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-
         corpus = Corpus(texts_or_files)
         split = tf.function(
             lambda texts: tf.strings.reduce_join(
