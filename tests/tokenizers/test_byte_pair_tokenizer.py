@@ -1,7 +1,5 @@
 import json
 import os
-import random
-import unicodedata
 
 import keras
 import numpy as np
@@ -11,7 +9,7 @@ import tensorflow as tf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from tests.tokenizers._export import export, op_types, run_in_fresh_process
-from tests.tokenizers.conftest import TRICKY_STRINGS
+from tests.tokenizers._text import TRICKY_STRINGS, random_strings
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.tokenizers._byte_level import BYTE_SYMBOLS, split_words
 from tfllm.tokenizers._tensors import sanitize_utf8
@@ -37,27 +35,6 @@ def hugging_face(tokenizer):
     reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     reference.decoder = decoders.ByteLevel()
     return reference
-
-
-def random_strings(count, seed):
-    """Random strings of tricky pieces and random assigned code points."""
-    rng = random.Random(seed)
-    pieces = [" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\x0b", "\x85", "\u2028", "'", "'s", "'t",
-              "'re", "'ll", "'S", "a", "Z", "é", "e\u0301", "日本", "1", "42", "٣", "½", "!", "?!", "-", "😀",
-              "👨‍👩‍👧", "👍🏽", "\u200b", "\ufeff", "_", "s", "ve", "d"]  # fmt: skip
-
-    def code_point():
-        while True:
-            character = chr(rng.randint(0, 0x10FFFF))
-            # Surrogates cannot be UTF-8; unassigned code points differ between Unicode versions
-            # (Python's regex, RE2 and Oniguruma each ship their own tables).
-            if unicodedata.category(character) not in ("Cs", "Cn"):
-                return character
-
-    return [
-        "".join(rng.choice(pieces) if rng.random() < 0.6 else code_point() for _ in range(rng.randint(0, 12)))
-        for _ in range(count)
-    ]
 
 
 # ----------------------------------------------------------------- pre-tokenization
