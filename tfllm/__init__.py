@@ -1,7 +1,23 @@
-"""tfllm: build, train, generate with and serve GPT- and BERT-style language models in Keras 3."""
+"""tfllm: build, train, generate with and serve GPT- and BERT-style language models in Keras 3.
 
-from tfllm import layers, models
+`import tfllm` registers every serializable tfllm object (layers, schedules, metrics), so
+`.keras` files reload with no `custom_objects`. The TensorFlow-only subpackages (`data`,
+`tokenizers`, `generation`, `export`, `convert`) load on first use.
+"""
+
+import importlib
+
+from tfllm import layers, models, training
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "models"]
+_LAZY = ("data", "tokenizers", "generation", "export", "convert")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"tfllm.{name}")
+    raise AttributeError(f"module 'tfllm' has no attribute {name!r}")
+
+
+__all__ = ["layers", "models", "training", *_LAZY]

@@ -1,6 +1,6 @@
 """Training: the AdamW factory and schedule, metrics, callbacks."""
 
-from tfllm.training.callbacks import training_callbacks, write_metrics
+from tfllm.training.callbacks import TimeLimit, training_callbacks, write_metrics
 from tfllm.training.metrics import SparseF1Score
 from tfllm.training.optimizers import NO_WEIGHT_DECAY, create_optimizer
 from tfllm.training.schedules import WarmupDecay
@@ -8,6 +8,7 @@ from tfllm.training.schedules import WarmupDecay
 __all__ = [
     "NO_WEIGHT_DECAY",
     "SparseF1Score",
+    "TimeLimit",
     "WarmupDecay",
     "create_optimizer",
     "training_callbacks",

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import keras
 
@@ -26,6 +27,23 @@ def training_callbacks(output_dir, tensorboard=True):
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq=50))
     return callbacks
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops `fit` after the batch that ends past `minutes` of training."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        if minutes <= 0:
+            raise ValueError(f"`minutes` must be positive. Received: minutes={minutes}")
+        self.seconds = minutes * 60
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.start > self.seconds:
+            self.model.stop_training = True
 
 
 def write_metrics(output_dir, metrics):

@@ -1,0 +1,164 @@
+"""
+Title: Fine-tune a BERT text classifier
+Description: SST-2 sentiment or AG News topics from TSV/CSV/JSONL files, with a BERT trained
+from scratch or initialised from `pretrain_bert.py`'s output, reporting accuracy and F1.
+
+Run:
+
+    python examples/finetune_classifier.py --data ../shared/data/sst2/train.tsv \\
+        --validation-data ../shared/data/sst2/dev.tsv --output-dir runs/sst2
+    python examples/finetune_classifier.py --data ../shared/data/agnews/train.tsv --output-dir runs/agnews
+    python examples/finetune_classifier.py --init-from runs/bert-pretrain --output-dir runs/sst2-pretrained
+
+Without `--validation-data`, the last 10% of `--data` is held out. The default data is
+GLUE SST-2 (downloaded once). Writes to `--output-dir`: `model.keras`, `tokenizer/`,
+`labels.json` and `metrics.json` (`val_accuracy`, `val_f1`, ...).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+import tfllm
+from tfllm.data import classification_dataset, read_classification_file
+from tfllm.data.public import sst2
+from tfllm.tokenizers import WordPieceTokenizer
+from tfllm.training import SparseF1Score, TimeLimit, create_optimizer, training_callbacks, write_metrics
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="training TSV/CSV/JSONL (default: download SST-2 train)")
+    parser.add_argument("--validation-data", help="validation file (default: SST-2 dev, or 10% of --data)")
+    parser.add_argument("--text-column", default="sentence")
+    parser.add_argument("--pair-column", default=None)
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--init-from", help="a pretrain_bert.py output directory (backbone.keras + tokenizer/)")
+    parser.add_argument("--vocabulary-size", type=int, default=8192)
+    parser.add_argument("--cased", action="store_true")
+    parser.add_argument("--sequence-length", type=int, default=64)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--num-heads", type=int, default=2)
+    parser.add_argument("--hidden-dim", type=int, default=128)
+    parser.add_argument("--intermediate-dim", type=int, default=512)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    parser.add_argument("--no-jit", dest="jit_compile", action="store_false")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def split_off_validation(path, text_column, output_dir, fraction=0.1):
+    """Writes the first 90% of `path`'s rows to train and the rest to validation (header kept)."""
+    with open(path, encoding="utf-8") as file:
+        lines = file.readlines()
+    extension = os.path.splitext(path)[1]
+    delimiter = "\t" if extension == ".tsv" else ","
+    has_header = extension not in (".jsonl", ".json") and text_column in lines[0].rstrip("\r\n").split(delimiter)
+    header, rows = (lines[:1], lines[1:]) if has_header else ([], lines)
+    cut = int(len(rows) * (1 - fraction))
+    paths = {}
+    for name, part in [("train", rows[:cut]), ("validation", rows[cut:])]:
+        paths[name] = os.path.join(output_dir, "data", name + extension)
+        os.makedirs(os.path.dirname(paths[name]), exist_ok=True)
+        with open(paths[name], "w", encoding="utf-8") as file:
+            file.writelines(header + part)
+    return paths["train"], paths["validation"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    keras.config.set_dtype_policy(args.precision)
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    # ## Data files
+    train_path = sst2("train", args.data)
+    if args.validation_data:
+        validation_path = args.validation_data
+    elif args.data:
+        train_path, validation_path = split_off_validation(train_path, args.text_column, args.output_dir)
+    else:
+        validation_path = sst2("dev")
+    columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
+
+    # ## Tokenizer and backbone: pretrained, or new
+    if args.init_from:
+        tokenizer = WordPieceTokenizer.load(os.path.join(args.init_from, "tokenizer"))
+        backbone = keras.saving.load_model(os.path.join(args.init_from, "backbone.keras"))
+    else:
+        examples = read_classification_file(train_path, **columns)
+        tokenizer = WordPieceTokenizer.train(
+            examples.texts + (examples.pairs or []),
+            args.vocabulary_size,
+            lowercase=not args.cased,
+            strip_accents=not args.cased,
+        )
+        backbone = tfllm.models.BERT(
+            vocabulary_size=tokenizer.vocabulary_size(),
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim,
+            max_sequence_length=args.sequence_length,
+            dropout=args.dropout,
+        )
+    tokenizer.save(os.path.join(args.output_dir, "tokenizer"))
+
+    # ## The pipelines: read, tokenize, pack `[CLS] text [SEP] (pair [SEP])`, batch
+    train, labels = classification_dataset(
+        train_path, tokenizer, args.sequence_length, args.batch_size, seed=args.seed, **columns
+    )
+    validation, _ = classification_dataset(
+        validation_path, tokenizer, args.sequence_length, args.batch_size, label_vocabulary=labels,
+        shuffle_buffer=0, **columns
+    )
+    with open(os.path.join(args.output_dir, "labels.json"), "w") as file:
+        json.dump(labels, file)
+
+    # ## The classifier
+    model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
+    steps_per_epoch = sum(1 for _ in train)
+    model.compile(
+        optimizer=create_optimizer(args.learning_rate, total_steps=steps_per_epoch * args.epochs),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(len(labels), name="f1")],
+        jit_compile=args.jit_compile,
+    )
+
+    # ## Training
+    callbacks = training_callbacks(args.output_dir)
+    if args.max_minutes:
+        callbacks.append(TimeLimit(args.max_minutes))
+    start = time.time()
+    model.fit(train, epochs=args.epochs, validation_data=validation, callbacks=callbacks, verbose=2)
+    training_seconds = time.time() - start
+
+    results = model.evaluate(validation, return_dict=True, verbose=0)
+    model.save(os.path.join(args.output_dir, "model.keras"))
+    metrics = {
+        "val_accuracy": results["accuracy"],
+        "val_f1": results["f1"],
+        "val_loss": results["loss"],
+        "num_classes": len(labels),
+        "training_seconds": training_seconds,
+        "parameters": model.count_params(),
+        "initialised_from": args.init_from or "scratch",
+    }
+    write_metrics(args.output_dir, metrics)
+    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
+    return metrics
+
+
+if __name__ == "__main__":
+    tf.get_logger().setLevel("ERROR")
+    main()

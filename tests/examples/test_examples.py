@@ -1,0 +1,104 @@
+"""The example scripts run end to end on small data, write metrics.json, and resume after a kill."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.examples.conftest import EXAMPLES, load_example
+
+TINY_GPT = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "32", "--intermediate-dim", "64",
+            "--sequence-length", "32", "--batch-size", "8", "--vocabulary-size", "300"]
+TINY_BERT = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "32", "--intermediate-dim", "64",
+             "--sequence-length", "32", "--batch-size", "16", "--vocabulary-size", "400"]
+
+
+def read_metrics(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as file:
+        return json.load(file)
+
+
+def test_train_gpt(shakespeare_sample, tmp_path):
+    output_dir = str(tmp_path / "gpt")
+    load_example("train_gpt").main(
+        ["--data", shakespeare_sample, "--output-dir", output_dir, "--steps", "6", "--steps-per-epoch", "3", *TINY_GPT]
+    )
+    metrics = read_metrics(output_dir)
+    for key in ("val_loss", "val_perplexity", "val_nats_per_char"):
+        assert math.isfinite(metrics[key]) and metrics[key] > 0
+    assert math.isclose(metrics["val_perplexity"], math.exp(metrics["val_loss"]), rel_tol=1e-3)
+    # nats/char = total NLL / characters: the loss per token scaled by tokens per character.
+    expected = metrics["val_loss"] * metrics["val_tokens"] / metrics["val_characters"]
+    assert math.isclose(metrics["val_nats_per_char"], expected, rel_tol=1e-3)
+    assert metrics["steps"] == 6
+    for name in ("model.keras", "tokenizer/vocab.json", "tokenizer/merges.txt", "history.csv"):
+        assert os.path.exists(os.path.join(output_dir, name)), name
+
+
+def test_train_gpt_resumes_after_a_kill(shakespeare_sample, tmp_path):
+    output_dir = str(tmp_path / "gpt")
+    command = [sys.executable, os.path.join(EXAMPLES, "train_gpt.py"), "--data", shakespeare_sample,
+               "--output-dir", output_dir, "--steps", "400", "--steps-per-epoch", "2", *TINY_GPT]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    backup = os.path.join(output_dir, "backup")
+    deadline = time.time() + 240
+    while not os.path.isdir(backup) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not os.path.exists(os.path.join(output_dir, "metrics.json"))
+
+    # The same run, shortened to 40 steps (20 epochs) so that the test stays quick.
+    shorter = command[:command.index("--steps") + 1] + ["40"] + command[command.index("--steps") + 2:]
+    resumed = subprocess.run(shorter, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # It picked up the backup (epochs of 2 steps) instead of starting over...
+    history = open(os.path.join(output_dir, "history.csv")).read().splitlines()
+    epochs = [int(line.split(",")[0]) for line in history[1:] if line and line[0].isdigit()]
+    assert epochs[0] == 0 and epochs.count(0) == 1, history
+    assert epochs[-1] == 19
+    assert read_metrics(output_dir)["steps"] == 40
+
+
+def test_pretrain_then_finetune(sst2_sample, tmp_path):
+    train, dev = sst2_sample
+    pretrain_dir = str(tmp_path / "pretrain")
+    pretrain_metrics = load_example("pretrain_bert").main(
+        ["--data", train, "--output-dir", pretrain_dir, "--steps", "4", "--steps-per-epoch", "2", *TINY_BERT]
+    )
+    assert 0.0 <= pretrain_metrics["val_mlm_accuracy"] <= 1.0
+    assert math.isfinite(pretrain_metrics["val_mlm_loss"])
+    assert os.path.exists(os.path.join(pretrain_dir, "backbone.keras"))
+
+    finetune_dir = str(tmp_path / "finetune")
+    load_example("finetune_classifier").main(
+        ["--data", train, "--validation-data", dev, "--init-from", pretrain_dir, "--output-dir", finetune_dir,
+         "--epochs", "1", "--sequence-length", "32", "--batch-size", "32"]
+    )
+    metrics = read_metrics(finetune_dir)
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0 and 0.0 <= metrics["val_f1"] <= 1.0
+    assert metrics["initialised_from"] == pretrain_dir
+
+
+def test_finetune_from_scratch_learns_and_holds_out_10_percent(tmp_path):
+    """Topic words decide the label: a working classifier gets them nearly all right."""
+    topics = {"Sports": "match goal team", "Business": "stock market bank", "World": "war treaty nation"}
+    rows = []
+    for i in range(900):
+        label = list(topics)[i % 3]
+        rows.append(f"{topics[label].split()[i % 3]} news item {i % 17} today\t{label}\n")
+    data = tmp_path / "topics.tsv"
+    data.write_text("".join(rows), encoding="utf-8")  # no header, like AG News
+    output_dir = str(tmp_path / "scratch")
+    metrics = load_example("finetune_classifier").main(
+        ["--data", str(data), "--output-dir", output_dir, "--epochs", "4", "--learning-rate", "3e-3", *TINY_BERT]
+    )
+    assert metrics["num_classes"] == 3
+    with open(os.path.join(output_dir, "labels.json")) as file:
+        assert json.load(file) == ["Business", "Sports", "World"]
+    assert len(open(os.path.join(output_dir, "data", "validation.tsv")).readlines()) == 90
+    assert metrics["val_accuracy"] > 0.9 and metrics["val_f1"] > 0.9
