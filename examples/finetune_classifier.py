@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 import tfllm
-from tfllm.data import classification_dataset, read_classification_file
+from tfllm.data import classification_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.training import SparseF1Score, TimeLimit, create_optimizer, training_callbacks, write_metrics
@@ -41,13 +41,13 @@ def parse_args(argv=None):
     parser.add_argument("--init-from", help="a pretrain_bert.py output directory (backbone.keras + tokenizer/)")
     parser.add_argument("--vocabulary-size", type=int, default=8192)
     parser.add_argument("--cased", action="store_true")
-    parser.add_argument("--sequence-length", type=int, default=64)
+    parser.add_argument("--sequence-length", type=int, default=48)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--num-heads", type=int, default=2)
     parser.add_argument("--hidden-dim", type=int, default=128)
     parser.add_argument("--intermediate-dim", type=int, default=512)
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-minutes", type=float, default=None)
@@ -57,24 +57,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def split_off_validation(path, text_column, output_dir, fraction=0.1):
-    """Writes the first 90% of `path`'s rows to train and the rest to validation (header kept)."""
-    with open(path, encoding="utf-8") as file:
-        lines = file.readlines()
-    extension = os.path.splitext(path)[1]
-    delimiter = "\t" if extension == ".tsv" else ","
-    has_header = extension not in (".jsonl", ".json") and text_column in lines[0].rstrip("\r\n").split(delimiter)
-    header, rows = (lines[:1], lines[1:]) if has_header else ([], lines)
-    cut = int(len(rows) * (1 - fraction))
-    paths = {}
-    for name, part in [("train", rows[:cut]), ("validation", rows[cut:])]:
-        paths[name] = os.path.join(output_dir, "data", name + extension)
-        os.makedirs(os.path.dirname(paths[name]), exist_ok=True)
-        with open(paths[name], "w", encoding="utf-8") as file:
-            file.writelines(header + part)
-    return paths["train"], paths["validation"]
-
-
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -82,14 +64,16 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
 
     # ## Data files
+    columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
     train_path = sst2("train", args.data)
     if args.validation_data:
         validation_path = args.validation_data
     elif args.data:
-        train_path, validation_path = split_off_validation(train_path, args.text_column, args.output_dir)
+        # A headerless file (AG News) has its first example on line 1.
+        has_header = read_classification_file(train_path, **columns).line_numbers[0] > 1
+        train_path, validation_path = hold_out_lines(train_path, args.output_dir, 0.1, header_lines=int(has_header))
     else:
         validation_path = sst2("dev")
-    columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
 
     # ## Tokenizer and backbone: pretrained, or new
     if args.init_from:

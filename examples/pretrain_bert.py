@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 import tfllm
-from tfllm.data import bert_pretraining_dataset, read_classification_file
+from tfllm.data import bert_pretraining_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.training import TimeLimit, create_optimizer, training_callbacks, write_metrics
@@ -56,23 +56,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def sentence_files(path, text_column, output_dir, validation_fraction):
-    """Writes train and validation sentence files (one sentence per line, blank line between documents)."""
+def sentence_lines(path, text_column):
+    """The corpus as lines: a sentences file as is, or the text column of a TSV/CSV/JSONL file."""
     if os.path.splitext(path)[1].lower() in (".tsv", ".csv", ".jsonl", ".json"):
-        lines = [text.strip() + "\n" for text in read_classification_file(path, text_column=text_column).texts]
-    else:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            lines = file.readlines()
-    if sum(bool(line.strip()) for line in lines) < 2:
-        raise ValueError(f"The corpus {path} needs at least two sentences.")
-    cut = int(len(lines) * (1 - validation_fraction))
-    paths = {}
-    for name, part in [("train", lines[:cut]), ("validation", lines[cut:])]:
-        paths[name] = os.path.join(output_dir, "data", f"{name}.txt")
-        os.makedirs(os.path.dirname(paths[name]), exist_ok=True)
-        with open(paths[name], "w", encoding="utf-8") as file:
-            file.writelines(part)
-    return paths
+        return [text.strip() + "\n" for text in read_classification_file(path, text_column=text_column).texts]
+    with open(path, encoding="utf-8", errors="replace") as file:
+        return file.readlines()
 
 
 def main(argv=None):
@@ -82,13 +71,17 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
 
     # ## Sentences and the WordPiece vocabulary
-    paths = sentence_files(sst2("train", args.data), args.text_column, args.output_dir, args.validation_fraction)
+    corpus = sst2("train", args.data)
+    train_path, validation_path = hold_out_lines(
+        os.path.splitext(corpus)[0] + ".txt", args.output_dir, args.validation_fraction,
+        lines=sentence_lines(corpus, args.text_column),
+    )
     tokenizer_dir = os.path.join(args.output_dir, "tokenizer")
     if os.path.exists(os.path.join(tokenizer_dir, "vocab.txt")):
         tokenizer = WordPieceTokenizer.load(tokenizer_dir)
     else:
         tokenizer = WordPieceTokenizer.train(
-            [paths["train"]], args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased
+            [train_path], args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased
         )
         tokenizer.save(tokenizer_dir)
 
@@ -104,7 +97,7 @@ def main(argv=None):
             **kwargs,
         )
 
-    train, validation = dataset(paths["train"]), dataset(paths["validation"], drop_remainder=False)
+    train, validation = dataset(train_path), dataset(validation_path, drop_remainder=False)
 
     # ## The model: a BERT encoder with tied masked-LM and next-sentence heads
     size = {} if args.preset else dict(

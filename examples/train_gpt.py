@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfllm
-from tfllm.data import causal_lm_dataset
+from tfllm.data import causal_lm_dataset, hold_out_lines
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.data.public import tiny_shakespeare
 from tfllm.training import TimeLimit, create_optimizer, training_callbacks, write_metrics
@@ -46,36 +46,18 @@ def parse_args(argv=None):
     parser.add_argument("--num-heads", type=int, default=4)
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--intermediate-dim", type=int, default=1024)
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps in all")
-    parser.add_argument("--steps-per-epoch", type=int, default=200, help="also the backup interval")
+    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps in all")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="also the backup interval")
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--no-jit", dest="jit_compile", action="store_false", help="train without XLA")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
-
-
-def split_corpus(path, output_dir, validation_fraction):
-    """Writes the first lines to train.txt and the last `validation_fraction` to validation.txt."""
-    with open(path, encoding="utf-8", errors="replace") as file:
-        lines = file.readlines()
-    if not any(line.strip() for line in lines):
-        raise ValueError(f"The corpus {path} is empty.")
-    cut = int(len(lines) * (1 - validation_fraction))
-    if not 0 < cut < len(lines):
-        raise ValueError(f"The corpus {path} ({len(lines)} lines) is too short to hold out {validation_fraction:.0%}.")
-    paths = {}
-    for name, part in [("train", lines[:cut]), ("validation", lines[cut:])]:
-        paths[name] = os.path.join(output_dir, "data", f"{name}.txt")
-        os.makedirs(os.path.dirname(paths[name]), exist_ok=True)
-        with open(paths[name], "w", encoding="utf-8") as file:
-            file.writelines(part)
-    return paths
 
 
 def nats_per_character(model, dataset, tokenizer, end_of_text_id):
@@ -102,21 +84,21 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
 
     # ## The corpus and its tokenizer
-    paths = split_corpus(tiny_shakespeare(args.data), args.output_dir, args.validation_fraction)
+    train_path, validation_path = hold_out_lines(tiny_shakespeare(args.data), args.output_dir, args.validation_fraction)
     tokenizer_dir = os.path.join(args.output_dir, "tokenizer")
     if os.path.exists(os.path.join(tokenizer_dir, "vocab.json")):
         tokenizer = BytePairTokenizer.load(tokenizer_dir)  # a resumed run keeps its vocabulary
     else:
-        tokenizer = BytePairTokenizer.train([paths["train"]], args.vocabulary_size, special_tokens=[END_OF_TEXT])
+        tokenizer = BytePairTokenizer.train([train_path], args.vocabulary_size, special_tokens=[END_OF_TEXT])
         tokenizer.save(tokenizer_dir)
     end_of_text_id = tokenizer.token_to_id(END_OF_TEXT)
 
     # ## The data pipeline: tokenize, join documents, cut windows, shuffle, batch
     train = causal_lm_dataset(
-        paths["train"], tokenizer, args.sequence_length, args.batch_size, end_of_text_id, seed=args.seed, cache=True
+        train_path, tokenizer, args.sequence_length, args.batch_size, end_of_text_id, seed=args.seed, cache=True
     )
     validation = causal_lm_dataset(
-        paths["validation"],
+        validation_path,
         tokenizer,
         args.sequence_length,
         args.batch_size,

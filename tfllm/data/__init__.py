@@ -9,6 +9,7 @@ from tfllm.data.classification import (
     read_classification_file,
 )
 from tfllm.data.masking import MaskedLMMasker
+from tfllm.data.splits import hold_out_lines
 
 __all__ = [
     "ClassificationExamples",
@@ -17,6 +18,7 @@ __all__ = [
     "build_label_vocabulary",
     "causal_lm_dataset",
     "classification_dataset",
+    "hold_out_lines",
     "read_classification_file",
     "sentence_pairs",
     "token_stream",
