@@ -1,0 +1,143 @@
+"""The decode loop itself: the cached decoder, graphs without `Xla*` ops, per-row options."""
+
+import gc
+import weakref
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from tests.generation.conftest import PROMPTS
+from tfllm.generation import GPTDecoder, decode, generate
+from tfllm.models import GPT
+
+TENSORFLOW = keras.config.backend() == "tensorflow"
+tensorflow_only = pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow graphs")
+
+
+def test_decoder_prefill_and_steps_equal_the_full_forward_pass(gpt):
+    ids = np.array([[5, 9, 300, 41, 7, 7, 12]], "int32")
+    expected = ops.convert_to_numpy(gpt({"token_ids": ids, "padding_mask": np.ones_like(ids)}))[0]
+    decoder = GPTDecoder(gpt)
+    kernel = decoder.output_kernel()
+    caches = decoder.empty_caches(rows=1, length=10)
+    # Prefill three tokens, then one token per step.
+    hidden, caches = decoder(ids[:, :3], caches, np.zeros((1,), "int32"))
+    logits = [ops.convert_to_numpy(decoder.logits(hidden[0], kernel))]
+    for position in range(3, ids.shape[1]):
+        hidden, caches = decoder(ids[:, position : position + 1], caches, np.array([position], "int32"))
+        logits.append(ops.convert_to_numpy(decoder.logits(hidden[:, 0], kernel)))
+    np.testing.assert_allclose(np.concatenate(logits), expected, atol=1e-5)
+
+
+def test_decoder_rejects_bidirectional_blocks():
+    model = GPT("gpt-test")
+    model.get_layer("transformer_block_1").causal = False
+    with pytest.raises(ValueError, match="causal"):
+        GPTDecoder(model)
+
+
+def test_mixed_bfloat16_model_generates():
+    model = GPT("gpt-test", dtype="mixed_bfloat16")
+    decoder = GPTDecoder(model)
+    assert keras.backend.standardize_dtype(decoder.empty_caches(1, 4)[0][0].dtype) == "bfloat16"
+    output = generate(model, PROMPTS, 4, jit_compile=False)
+    assert output.shape == (3, 9) and output.dtype == np.int32
+    assert ((output >= 0) & (output < 512)).all()
+
+
+def test_cached_functions_do_not_keep_the_model_alive():
+    model = GPT("gpt-test")
+    generate(model, [[1, 2]], 2, jit_compile=False)
+    reference = weakref.ref(model)
+    del model
+    gc.collect()
+    assert reference() is None
+
+
+def graph_op_types(concrete_function):
+    """Every op type in a traced function, its loop bodies and other nested functions included."""
+    graph_def = concrete_function.graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def _export_style_function(model, max_new_tokens, **static):
+    """`decode` in a plain `tf.function` with per-row options and unknown batch and length,
+    as a TF Serving export would embed it."""
+    import tensorflow as tf
+
+    def serve(token_ids, lengths, temperature, top_k, top_p, seed):
+        return decode(
+            model,
+            token_ids,
+            lengths,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            **static,
+        )
+
+    row = lambda dtype: tf.TensorSpec((None,), dtype)  # noqa: E731
+    return tf.function(serve).get_concrete_function(
+        tf.TensorSpec((None, None), tf.int32), row(tf.int32), row(tf.float32), row(tf.int32), row(tf.float32), row(tf.int32)
+    )
+
+
+@tensorflow_only
+@pytest.mark.parametrize(
+    "static",
+    [
+        dict(sampler="greedy", stop_token_ids=(2,)),
+        dict(sampler="random", num_candidates=50, repetition_penalty=1.2, no_repeat_ngram_size=3),
+        dict(sampler="beam", num_beams=3, num_return_sequences=2, stop_token_ids=(2,), no_repeat_ngram_size=2),
+    ],
+    ids=["greedy", "random", "beam"],
+)
+def test_the_graph_without_xla_has_no_xla_ops_and_one_loop(gpt, static):
+    types = graph_op_types(_export_style_function(gpt, 6, **static))
+    assert not [op for op in types if op.startswith("Xla")]
+    assert types & {"While", "StatelessWhile"}
+    assert "PyFunc" not in types and "EagerPyFunc" not in types
+
+
+@tensorflow_only
+def test_the_op_check_catches_slice_update():
+    """keras-hub's cache writes (`ops.slice_update`) are what the check above must catch."""
+    import tensorflow as tf
+
+    function = tf.function(lambda x: ops.slice_update(x, (0, 1), ops.ones((2, 1))))
+    types = graph_op_types(function.get_concrete_function(tf.TensorSpec((2, 4), tf.float32)))
+    assert [op for op in types if op.startswith("Xla")]
+
+
+@tensorflow_only
+def test_export_style_graph_serves_any_batch_with_options_per_row(gpt):
+    serve = _export_style_function(gpt, 6, sampler="random", num_candidates=40)
+    longest = max(map(len, PROMPTS))
+    ids = np.array([prompt + [0] * (longest - len(prompt)) for prompt in PROMPTS], "int32")
+    lengths = np.array([len(prompt) for prompt in PROMPTS], "int32")
+    temperature = np.array([0.5, 1.0, 2.0], "float32")
+    top_k = np.array([1, 0, 40], "int32")
+    top_p = np.array([1.0, 0.7, 0.9], "float32")
+    seed = np.array([1, 2, 3], "int32")
+    batch = serve(ids, lengths, temperature, top_k, top_p, seed).numpy()
+    assert batch.shape == (3, longest + 6)
+    # Each row's result depends only on its own prompt, options and seed.
+    for index, prompt in enumerate(PROMPTS):
+        alone = serve(
+            np.array([prompt], "int32"),
+            lengths[index : index + 1],
+            temperature[index : index + 1],
+            top_k[index : index + 1],
+            top_p[index : index + 1],
+            seed[index : index + 1],
+        ).numpy()
+        np.testing.assert_array_equal(batch[index, : len(prompt) + 6], alone[0])
+    # top_k=1 is greedy.
+    np.testing.assert_array_equal(batch[0, : len(PROMPTS[0]) + 6], generate(gpt, PROMPTS[:1], 6, jit_compile=False)[0])
