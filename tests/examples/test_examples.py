@@ -43,9 +43,10 @@ def test_train_gpt_resumes_after_a_kill(shakespeare_sample, tmp_path):
     command = [sys.executable, os.path.join(EXAMPLES, "train_gpt.py"), "--data", shakespeare_sample,
                "--output-dir", output_dir, "--steps", "400", "--steps-per-epoch", "2", *TINY_GPT]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    backup = os.path.join(output_dir, "backup")
+    # Killed once a complete backup exists (its metadata is written last).
+    backup = os.path.join(output_dir, "backup", "training_metadata.json")
     deadline = time.time() + 240
-    while not os.path.isdir(backup) and run.poll() is None and time.time() < deadline:
+    while not os.path.exists(backup) and run.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     run.send_signal(signal.SIGKILL)
     run.wait()

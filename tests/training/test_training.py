@@ -126,3 +126,29 @@ def test_killed_run_resumes_from_the_last_backup(tmp_path):
     # The rerun starts at the last backup (the end of epoch 1, step 8): the 6 steps since
     # are lost and redone, nothing before them, and the run ends where an uninterrupted one would.
     assert second_run == list(range(8, 24))
+
+
+def test_a_backup_torn_by_a_kill_is_survived(tmp_path):
+    """Killed while writing: a torn latest backup falls back to the previous one, a torn only
+    backup restarts training; neither crashes the rerun."""
+    script = tmp_path / "train.py"
+    script.write_text(RESUMABLE_SCRIPT)
+    output_dir = str(tmp_path / "run")
+    os.makedirs(output_dir)
+    killed = subprocess.run([sys.executable, str(script), output_dir, "20"], capture_output=True, text=True)
+    assert killed.returncode == 17, killed.stderr[-2000:]
+    latest = os.path.join(output_dir, "backup", "latest.weights.h5")
+    assert os.path.exists(latest + ".bkp")  # the previous backup, kept
+    with open(latest, "wb") as file:
+        file.write(b"torn")
+    resumed = subprocess.run([sys.executable, str(script), output_dir, "0"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "finished 24" in resumed.stdout
+
+    fresh = str(tmp_path / "fresh")
+    os.makedirs(os.path.join(fresh, "backup"))
+    with open(os.path.join(fresh, "backup", "latest.weights.h5"), "wb") as file:
+        file.write(b"torn")
+    restarted = subprocess.run([sys.executable, str(script), fresh, "0"], capture_output=True, text=True)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert "finished 24" in restarted.stdout and "unreadable" in restarted.stderr

@@ -1,12 +1,13 @@
 """Training: the AdamW factory and schedule, metrics, callbacks."""
 
-from tfllm.training.callbacks import TimeLimit, training_callbacks, write_metrics
+from tfllm.training.callbacks import ResumableBackup, TimeLimit, training_callbacks, write_metrics
 from tfllm.training.metrics import SparseF1Score
 from tfllm.training.optimizers import NO_WEIGHT_DECAY, create_optimizer
 from tfllm.training.schedules import WarmupDecay
 
 __all__ = [
     "NO_WEIGHT_DECAY",
+    "ResumableBackup",
     "SparseF1Score",
     "TimeLimit",
     "WarmupDecay",

@@ -1,17 +1,42 @@
 """The callbacks every training script wants: resumable backups, TensorBoard, a metrics log."""
 
 import json
+import logging
 import os
+import shutil
 import time
 
 import keras
 
 
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` at epoch ends that also survives a kill in the middle of a write.
+
+    It keeps the previous backup beside the latest (`double_checkpoint`), so a torn latest
+    backup falls back to the previous one. When the only backup is unreadable (the run was
+    killed while writing its first), it is discarded with a warning and training starts
+    from the beginning — the work lost is still only what came after the last complete
+    backup, of which there was none.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as error:
+            logging.getLogger(__name__).warning(
+                "The backup in %s is unreadable (%s): starting training from the beginning.", self.backup_dir, error
+            )
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
 def training_callbacks(output_dir, tensorboard=True):
     """Returns `[BackupAndRestore, CSVLogger, TensorBoard]` writing under `output_dir`.
 
-    `BackupAndRestore` saves the model, the optimizer and the epoch number at the end
-    of every epoch to `output_dir/backup`; a crashed run started again with the same
+    `ResumableBackup` (a `BackupAndRestore`) saves the model, the optimizer and the epoch
+    number at the end of every epoch to `output_dir/backup`; a crashed run started again with the same
     `output_dir` resumes at the epoch after the last backup, exactly (weights,
     optimizer state and step count as they were), losing at most one epoch of work.
     Keras resumes only at epoch boundaries — a backup taken mid-epoch would replay the
@@ -21,7 +46,7 @@ def training_callbacks(output_dir, tensorboard=True):
     """
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq="epoch"),
+        ResumableBackup(os.path.join(output_dir, "backup")),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
     ]
     if tensorboard:
