@@ -21,13 +21,15 @@ class GPTDecoder:
     `position_embedding`, `embeddings_add`, `transformer_block_{i}` and `final_layer_norm`.
     Dropout is skipped: decoding is inference.
 
-    The blocks are run from their own sublayers with a cache laid out for decoding: per
-    block a key and a value tensor `(rows, num_heads, length, head_dim)`. Attention then
-    reads the cache in the layout its matrix products want, and each step's new keys and
-    values are scattered in place; `TransformerBlock`'s own cache, one
-    `(rows, 2, length, num_heads, head_dim)` tensor, costs a transpose, an unstack and a
-    re-stack of the whole cache per block per step (about 1.4x slower at batch 1, 1.7x at
-    batch 8). Writes are scatters, never `slice_update`, so no `Xla*` op enters a graph.
+    The blocks are run from their own sublayers (the computation of `TransformerBlock.call`
+    for a causal pre-norm block at inference) with a cache laid out for decoding: per block,
+    keys `(rows, num_heads, head_dim, length)` and values `(rows, num_heads, length,
+    head_dim)`, the layouts the two attention products read without a transpose. Each
+    step's keys and values are scattered in, which XLA does in place. `TransformerBlock`'s
+    own cache path, one `(rows, 2, length, num_heads, head_dim)` tensor, costs XLA a
+    transpose, an unstack and a re-stack of the whole cache per block per step (decoding
+    with it was 1.4x slower at batch 1 and 1.7x at batch 8 in `benchmarks/generation.py`).
+    Writes are scatters, never `slice_update`, so no `Xla*` op enters a graph.
 
     Args:
         model: a model built by `tfllm.models.GPT` (or one with the same layer names whose
@@ -256,6 +258,11 @@ def decode(
     token_ids = ops.cast(token_ids, "int32")
     batch_size, prompt_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
     buffer_length = prompt_length + max_new_tokens
+    if isinstance(buffer_length, int) and buffer_length > decoder.max_sequence_length:
+        raise ValueError(
+            f"The prompts ({prompt_length} tokens) plus `max_new_tokens` exceed the model's "
+            f"max_sequence_length={decoder.max_sequence_length}. Received: max_new_tokens={max_new_tokens}"
+        )
     copies = num_beams if sampler == "beam" else num_return_sequences
 
     def per_row(value, dtype):

@@ -45,8 +45,9 @@ def generate(
     One prefill pass over the prompts fills a fixed-size KV cache; one `while_loop` then
     chooses a token per row per step. On TensorFlow the whole thing is one
     `tf.function(jit_compile=jit_compile)`; on JAX one `jax.jit`. The compiled function is
-    kept per model and options, so later calls with the same shapes reuse it; option values
-    that are tensors inside it (`temperature`, `top_p`, `seed`) never cause a retrace.
+    kept per model and options, so later calls with the same shapes reuse it. `temperature`,
+    `top_p` and `seed` are tensor inputs of it: new values do not compile anew; other
+    options (`top_k` included) and new shapes do.
 
     Samplers:
         - `"greedy"`: the most likely token.
@@ -59,8 +60,8 @@ def generate(
         model: a tfllm GPT model (`tfllm.models.GPT`).
         token_ids: the prompts: a list of lists of ints, a `tf.RaggedTensor`, or a dense
             int array `(batch, prompt_length)` (every row full length unless
-            `padding_mask` says otherwise). Prompts of different lengths give each row
-            the result it would get alone.
+            `padding_mask` says otherwise). With prompts of different lengths, greedy
+            decoding and beam search give each row the result it would get alone.
         max_new_tokens: int > 0. The padded prompt length plus this must fit in the
             model's `max_sequence_length`.
         sampler: one of `"greedy"`, `"random"`, `"top_k"`, `"top_p"`, `"beam"`.
@@ -70,8 +71,9 @@ def generate(
         top_k: int >= 1 (sampling only): draw among the `top_k` most likely tokens.
         top_p: float in (0, 1] (sampling only): draw among the most likely tokens holding
             this much probability.
-        seed: int (sampling only). The same seed and inputs give the same output; the
-            rows of a batch draw independently. `None` draws a fresh seed.
+        seed: int (sampling only). The same seed and inputs give the same output. Each
+            prompt's draws use a seed made from `seed` and its row, so the rows of a
+            batch are independent samples. `None` draws a fresh seed.
         num_beams: int >= 1, default 4 (beam search only).
         length_penalty: float, default 1 (beam search only): hypotheses are ranked by
             `sum of log-probabilities / generated_length ** length_penalty`; it matters
@@ -129,10 +131,7 @@ def generate(
         num_return_sequences=num_return_sequences,
     )
     pad_token_id = _check_token_id("pad_token_id", pad_token_id, vocabulary_size)
-    if stop_token_ids is None:
-        stop_token_ids = ()
-    elif isinstance(stop_token_ids, (int, np.integer)):
-        stop_token_ids = (stop_token_ids,)
+    stop_token_ids = _stop_tokens(stop_token_ids)
     stop_token_ids = tuple(_check_token_id("stop_token_ids", token, vocabulary_size) for token in stop_token_ids)
     if repetition_penalty is None:
         repetition_penalty = 1.0
@@ -195,9 +194,10 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, sampler="greedy", *
 
     Example:
 
-    >>> tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocab)
-    >>> generate_text(model, tokenizer, ["the cat"], max_new_tokens=5)
-    ['the cat sat on the mat .']
+    >>> tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocabulary)
+    >>> model = tfllm.models.GPT("gpt-test", vocabulary_size=tokenizer.vocabulary_size())
+    >>> generate_text(model, tokenizer, ["the cat", "a dog"], max_new_tokens=5)
+    ['the cat ...', 'a dog ...']
     """
     single = isinstance(prompts, (str, bytes))
     batch = [prompts] if single else list(prompts)
@@ -212,8 +212,7 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, sampler="greedy", *
     output = generate(model, token_ids, max_new_tokens, sampler, **options)
 
     copies = output.shape[0] // len(token_ids)
-    stop = options.get("stop_token_ids")
-    stop = set() if stop is None else {stop} if isinstance(stop, (int, np.integer)) else set(stop)
+    stop = set(_stop_tokens(options.get("stop_token_ids")))
     pieces = []
     for row, ids in enumerate(output):
         length = len(token_ids[row // copies])
@@ -224,7 +223,9 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, sampler="greedy", *
                 break
         pieces.append((list(ids[:length]) if include_prompt else []) + continuation)
     texts = tokenizer.detokenize(tf.ragged.constant(pieces, dtype=tf.int32, ragged_rank=1))
-    texts = [_to_str(text) for text in np.asarray(ops.convert_to_numpy(texts) if not hasattr(texts, "numpy") else texts.numpy()).reshape(-1)]
+    if hasattr(texts, "numpy"):
+        texts = texts.numpy()
+    texts = [_to_str(text) for text in np.asarray(texts).reshape(-1)]
     return texts[0] if single and copies == 1 else texts
 
 
@@ -407,6 +408,17 @@ def _check_token_id(name, value, vocabulary_size):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < vocabulary_size:
         raise ValueError(f"`{name}` must hold token ids in [0, {vocabulary_size}). Received: {name}={value!r}")
     return int(value)
+
+
+def _stop_tokens(stop_token_ids):
+    """`stop_token_ids` (None, an int or ints) as a tuple."""
+    if stop_token_ids is None:
+        return ()
+    if isinstance(stop_token_ids, (int, np.integer)):
+        return (stop_token_ids,)
+    if isinstance(stop_token_ids, (str, bytes)) or not hasattr(stop_token_ids, "__iter__"):
+        raise ValueError(f"`stop_token_ids` must be an int or a list of ints. Received: stop_token_ids={stop_token_ids!r}")
+    return tuple(stop_token_ids)
 
 
 def _prompt_seeds(seed, batch_size):
