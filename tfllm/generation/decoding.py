@@ -326,11 +326,36 @@ class _TokenChoice:
     `generated` (tokens generated before the stop token).
     """
 
-    def __init__(self, sampler, lengths, vocabulary_size, **options):
+    def __init__(
+        self,
+        sampler,
+        lengths,
+        vocabulary_size,
+        temperature,
+        top_k,
+        top_p,
+        keys,
+        num_candidates,
+        num_beams,
+        length_penalty,
+        repetition_penalty,
+        no_repeat_ngram_size,
+        stop_token_ids,
+        pad_token_id,
+    ):
         self.sampler = sampler
         self.lengths = lengths
         self.vocabulary_size = vocabulary_size
-        self.__dict__.update(options)
+        # Per row: (rows,) tensors.
+        self.temperature, self.top_k, self.top_p, self.keys = temperature, top_k, top_p, keys
+        # Static.
+        self.num_candidates = num_candidates
+        self.num_beams = num_beams
+        self.length_penalty = length_penalty
+        self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.stop_token_ids = stop_token_ids
+        self.pad_token_id = pad_token_id
 
     def initial_state(self, buffer, caches):
         rows = ops.shape(buffer)[0]
