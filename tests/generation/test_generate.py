@@ -236,6 +236,15 @@ def test_a_second_call_with_the_same_shapes_does_not_retrace(gpt, monkeypatch):
     generate(gpt, PROMPTS, NEW, temperature=1.3, seed=2, **options)
     generate(gpt, [[1, 2, 3, 4, 5], [6], [7, 8, 9]], NEW, temperature=0.5, seed=3, **options)
     assert calls == []
+    if TENSORFLOW:
+        from tfllm.generation.generate import _COMPILED
+
+        # One `tf.function` for these options, traced exactly once.
+        (function,) = [f for key, f in _COMPILED[gpt].items() if ("num_candidates", 4) in key[1]]
+        assert function.experimental_get_tracing_count() == 1
+        # A new prompt length is a new shape: it traces again.
+        generate(gpt, [[1, 2, 3, 4, 5, 6]], NEW, seed=4, **options)
+        assert function.experimental_get_tracing_count() == 2
 
 
 def _log_likelihood(model, sequence, prompt_length):
