@@ -3,6 +3,7 @@
 from tfllm.data.bert_pretraining import bert_pretraining_dataset, sentence_pairs
 from tfllm.data.causal_lm import causal_lm_dataset, token_stream
 from tfllm.data.classification import (
+    BERTInputPacker,
     ClassificationExamples,
     build_label_vocabulary,
     classification_dataset,
@@ -12,6 +13,7 @@ from tfllm.data.masking import MaskedLMMasker
 from tfllm.data.splits import hold_out_lines
 
 __all__ = [
+    "BERTInputPacker",
     "ClassificationExamples",
     "MaskedLMMasker",
     "bert_pretraining_dataset",

@@ -148,26 +148,60 @@ def classification_dataset(
             )
         label_ids.append(index[label])
 
-    packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=sequence_length,
-        start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id,
-        pad_value=tokenizer.pad_token_id,
-        truncate="waterfall",
-    )
+    pack = BERTInputPacker(tokenizer, sequence_length)
     columns = (texts,) if pairs is None else (texts, pairs)
     dataset = tf.data.Dataset.from_tensor_slices((columns, tf.constant(label_ids, tf.int32)))
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
 
     def encode(segments, label_id):
-        token_ids, segment_ids = packer(tuple(tokenizer(segment) for segment in segments))
-        features = {
-            "token_ids": tf.cast(token_ids, tf.int32),
-            "segment_ids": tf.cast(segment_ids, tf.int32),
-            "padding_mask": tf.cast(token_ids != tokenizer.pad_token_id, tf.int32),
-        }
-        return features, label_id
+        return pack(*segments), label_id
 
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(encode, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE), list(label_vocabulary)
+
+
+class BERTInputPacker:
+    """Tokenizes one text, or a text and its pair, and packs them as BERT's inputs.
+
+    `[CLS] text [SEP]` or `[CLS] text [SEP] pair [SEP]`, truncated to `sequence_length`
+    (the pair first: keras-hub's `"waterfall"` truncation, which needs no TF Text op, so a
+    served model loads on any TF Serving), padded with `[PAD]`. The training pipeline
+    (`classification_dataset`) and the exported serving signatures use this one packer, so a
+    served model sees exactly the inputs it was trained on.
+
+    Args:
+        tokenizer: a WordPiece tokenizer with `cls_token_id`, `sep_token_id` and
+            `pad_token_id` (`tfllm.tokenizers.WordPieceTokenizer`).
+        sequence_length: int, the packed length.
+
+    Example:
+
+    >>> pack = BERTInputPacker(tokenizer, sequence_length=16)
+    >>> features = pack(tf.constant(["a premise"]), tf.constant(["a hypothesis"]))
+    >>> sorted(features)
+    ['padding_mask', 'segment_ids', 'token_ids']
+    """
+
+    def __init__(self, tokenizer, sequence_length):
+        if not isinstance(sequence_length, int) or sequence_length < 3:
+            raise ValueError(f"`sequence_length` must be an int >= 3. Received: sequence_length={sequence_length!r}")
+        self.tokenizer = tokenizer
+        self.sequence_length = sequence_length
+        self.packer = keras_hub.layers.MultiSegmentPacker(
+            sequence_length=sequence_length,
+            start_value=tokenizer.cls_token_id,
+            end_value=tokenizer.sep_token_id,
+            pad_value=tokenizer.pad_token_id,
+            truncate="waterfall",
+        )
+
+    def __call__(self, texts, pairs=None):
+        """`[batch]` strings (and pairs) -> int32 `{"token_ids", "segment_ids", "padding_mask"}`."""
+        segments = (texts,) if pairs is None else (texts, pairs)
+        token_ids, segment_ids = self.packer(tuple(self.tokenizer(segment) for segment in segments))
+        return {
+            "token_ids": tf.cast(token_ids, tf.int32),
+            "segment_ids": tf.cast(segment_ids, tf.int32),
+            "padding_mask": tf.cast(token_ids != self.tokenizer.pad_token_id, tf.int32),
+        }

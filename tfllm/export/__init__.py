@@ -1,0 +1,214 @@
+"""Export for TensorFlow Serving: SavedModels that take raw text and return text or labels.
+
+- `export_gpt`: a GPT model with its tokenizer and the cached decode loop (`serving_default`,
+  `generate`, `score`).
+- `export_classifier`: a BERT classifier with its tokenizer and packer (`serving_default`,
+  `embed`).
+- `export_masked_lm`: a BERT pretrainer's masked-LM head, "fill the [MASK]"
+  (`serving_default`, `embed`).
+
+Each writes `<base_path>/<version>/` atomically (a hidden temporary directory, renamed when
+complete), with TF Serving's warm-up file, after checking it with `audit`; and adds the model
+to `models.config` beside the base path. `predict` answers a REST `:predict` body the way the
+server does.
+"""
+
+import os
+
+from tfllm.export import _versions
+from tfllm.export.audit import AuditError, AuditReport, audit
+from tfllm.export.bert import ClassifierServer, MaskedLMServer
+from tfllm.export.gpt import GPTServer
+from tfllm.export.rest import predict
+
+__all__ = [
+    "AuditError",
+    "AuditReport",
+    "ClassifierServer",
+    "GPTServer",
+    "MaskedLMServer",
+    "audit",
+    "export_classifier",
+    "export_gpt",
+    "export_masked_lm",
+    "predict",
+    "read_warmup_requests",
+    "update_models_config",
+]
+
+existing_versions = _versions.existing_versions
+read_warmup_requests = _versions.read_warmup_requests
+update_models_config = _versions.update_models_config
+
+
+def export_gpt(
+    model,
+    tokenizer,
+    base_path,
+    version=None,
+    *,
+    max_new_tokens=64,
+    default_max_new_tokens=None,
+    sampler="greedy",
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    seed=0,
+    stop_token_ids=None,
+    num_candidates=None,
+    models_config=True,
+    serving_base_path="/models",
+):
+    """Exports a GPT model, its tokenizer and generation for TF Serving.
+
+    Signatures (every input and output `[batch]`):
+        - `serving_default`: `{"prompt": string}` -> `{"completion": string}`, with the
+          sampler chosen here (`sampler`, `temperature`, `top_k`, `top_p`, `seed`) and
+          `default_max_new_tokens` tokens.
+        - `generate`: `{"prompt": string, "max_new_tokens": int32, "temperature": float32,
+          "top_k": int32, "top_p": float32, "seed": int32}` -> `{"completion": string}`.
+          Per row: `temperature <= 0` is greedy; `top_k <= 0` and `top_p` outside (0, 1]
+          turn that filter off; the same seed gives the same completion.
+        - `score`: `{"text": string}` -> `{"log_likelihood": float32, "num_tokens": int32}`,
+          the log-probability of the text's tokens after the end-of-text token.
+
+    Defined behaviour on odd input (nothing crashes the server): `max_new_tokens` above the
+    exported `max_new_tokens` is clamped to it, and negative values give an empty
+    completion; a prompt longer than the context keeps its most recent `max_sequence_length
+    - n` tokens, where `n` is the largest `max_new_tokens` of the batch (texts to score keep
+    their last `max_sequence_length` tokens); an empty prompt starts from the end-of-text
+    token; any bytes are accepted (invalid UTF-8 becomes U+FFFD) and completions are always
+    valid UTF-8; an empty batch gives an empty batch. A completion ends before the first
+    stop token (default: end-of-text).
+
+    Args:
+        model: a tfllm GPT model (`tfllm.models.GPT`).
+        tokenizer: its `tfllm.tokenizers.BytePairTokenizer` (with an end-of-text token).
+        base_path: the model's base path, e.g. `saved_models/gpt`; the model is served
+            under this directory's name.
+        version: int, or None for the next free version.
+        max_new_tokens: the cap on new tokens per request; must leave room for a prompt.
+        default_max_new_tokens: new tokens for `serving_default` (default: the cap).
+        sampler: `"greedy"` or `"random"` for `serving_default`; `temperature`, `top_k`
+            (0: off), `top_p` and `seed` are its options when random.
+        stop_token_ids: token ids that end a completion (default: end-of-text).
+        num_candidates: how many of the most likely tokens `generate` samples among
+            (default: the whole vocabulary, so `top_p` is exact).
+        models_config: True writes or updates `models.config` beside `base_path`; a path
+            names the file; False writes none.
+        serving_base_path: where the server sees the base paths' parent (the container's
+            `/models`).
+
+    Returns:
+        The version directory's path.
+    """
+    server = GPTServer(
+        model,
+        tokenizer,
+        max_new_tokens=max_new_tokens,
+        default_max_new_tokens=default_max_new_tokens,
+        sampler=sampler,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        stop_token_ids=stop_token_ids,
+        num_candidates=num_candidates,
+    )
+    return _export(server, base_path, version, models_config, serving_base_path)
+
+
+def export_classifier(
+    model,
+    tokenizer,
+    labels,
+    base_path,
+    version=None,
+    *,
+    sequence_length,
+    text_pair=False,
+    normalize_embeddings=False,
+    models_config=True,
+    serving_base_path="/models",
+):
+    """Exports a BERT classifier with its tokenizer for TF Serving.
+
+    Signatures (batch first):
+        - `serving_default`: `{"text": string}` (plus `"text_pair"` with `text_pair=True`)
+          -> `{"probabilities": float32 [batch, classes], "label": string}`.
+        - `embed`: `{"text": string}` -> `{"embedding": float32 [batch, hidden_dim]}`, the
+          backbone's final hidden states averaged over the real tokens.
+
+    Texts are packed exactly as `tfllm.data.classification_dataset` packs them in training
+    (`BERTInputPacker`): `[CLS] text [SEP] (pair [SEP])`, truncated to `sequence_length`.
+    Empty texts and any bytes are valid input.
+
+    Args:
+        model: a `tfllm.models.BERTClassifier`.
+        tokenizer: its `tfllm.tokenizers.WordPieceTokenizer`.
+        labels: the class names, index = class id.
+        base_path, version, models_config, serving_base_path: as in `export_gpt`.
+        sequence_length: the packed length used in training.
+        text_pair: whether the model was trained on text pairs.
+        normalize_embeddings: L2-normalize `embed`'s output.
+
+    Returns:
+        The version directory's path.
+    """
+    server = ClassifierServer(model, tokenizer, labels, sequence_length, text_pair, normalize_embeddings)
+    return _export(server, base_path, version, models_config, serving_base_path)
+
+
+def export_masked_lm(
+    pretrainer,
+    tokenizer,
+    base_path,
+    version=None,
+    *,
+    sequence_length,
+    top_k=5,
+    max_masks=8,
+    normalize_embeddings=False,
+    models_config=True,
+    serving_base_path="/models",
+):
+    """Exports a BERT pretrainer's masked-LM head ("fill the [MASK]") for TF Serving.
+
+    Signatures (batch first):
+        - `serving_default`: `{"text": string}` -> `{"filled": string, "predictions":
+          string [batch, max_masks, top_k], "scores": float32 [batch, max_masks, top_k]}`
+          (see `MaskedLMServer`).
+        - `embed`: as in `export_classifier`.
+
+    Args:
+        pretrainer: a `tfllm.models.BERTPretrainer`.
+        tokenizer: its `tfllm.tokenizers.WordPieceTokenizer`.
+        sequence_length: the packed length (texts are truncated to it).
+        top_k: candidates per mask.
+        max_masks: masks per text that get candidates.
+        base_path, version, models_config, serving_base_path: as in `export_gpt`.
+
+    Returns:
+        The version directory's path.
+    """
+    server = MaskedLMServer(pretrainer, tokenizer, sequence_length, top_k, max_masks, normalize_embeddings)
+    return _export(server, base_path, version, models_config, serving_base_path)
+
+
+def _export(server, base_path, version, models_config, serving_base_path):
+    base_path = os.path.abspath(base_path)
+    name = os.path.basename(base_path)
+    path = _versions.save_version(
+        server,
+        base_path,
+        server.signatures(),
+        version=version,
+        warmup_requests=server.warmup_requests(),
+        model_name=name,
+        check=audit,
+    )
+    if models_config:
+        config_path = models_config if isinstance(models_config, (str, os.PathLike)) else None
+        config_path = config_path or os.path.join(os.path.dirname(base_path), "models.config")
+        update_models_config(config_path, name, f"{serving_base_path.rstrip('/')}/{name}")
+    return path

@@ -1,0 +1,197 @@
+"""A GPT model, its tokenizer and the cached decode loop as one servable `tf.Module`."""
+
+import numpy as np
+import tensorflow as tf
+
+from tfllm.generation import decoding
+from tfllm.generation.generate import _check_token_id, _stop_tokens
+from tfllm.layers._validation import check_positive_float, check_positive_int
+
+_PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
+_GENERATE_INPUTS = [
+    _PROMPT,
+    tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+    tf.TensorSpec([None], tf.float32, name="temperature"),
+    tf.TensorSpec([None], tf.int32, name="top_k"),
+    tf.TensorSpec([None], tf.float32, name="top_p"),
+    tf.TensorSpec([None], tf.int32, name="seed"),
+]
+
+
+class GPTServer(tf.Module):
+    """Text in, text out: tokenizer -> prompt window -> cached decode loop -> detokenizer.
+
+    Every signature takes and returns `[batch]` tensors, so TF Serving's row format and
+    server-side batching work. Nothing is compiled with XLA and the decode loop writes its
+    caches with scatters, so the graph runs on a default TF Serving.
+
+    Signatures (see `tfllm.export.export_gpt` for the behaviour on odd inputs):
+        - `serving_default`: `{"prompt"}` -> `{"completion"}` with the export-time sampler.
+        - `generate`: `{"prompt", "max_new_tokens", "temperature", "top_k", "top_p",
+          "seed"}` -> `{"completion"}`, sampling options per row.
+        - `score`: `{"text"}` -> `{"log_likelihood", "num_tokens"}`.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_new_tokens=64,
+        default_max_new_tokens=None,
+        sampler="greedy",
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        seed=0,
+        stop_token_ids=None,
+        num_candidates=None,
+    ):
+        super().__init__(name="gpt_server")
+        self.model = model
+        self.tokenizer = tokenizer
+        decoder = decoding.GPTDecoder(model)  # Checks that `model` is a causal pre-norm GPT.
+        self.context_length = decoder.max_sequence_length
+        self.vocabulary_size = decoder.vocabulary_size
+        check_positive_int("max_new_tokens", max_new_tokens)
+        if max_new_tokens >= self.context_length:
+            raise ValueError(
+                f"`max_new_tokens` must leave room for a prompt in the model's max_sequence_length="
+                f"{self.context_length}. Received: max_new_tokens={max_new_tokens}"
+            )
+        self.max_new_tokens = max_new_tokens
+        self.default_max_new_tokens = max_new_tokens if default_max_new_tokens is None else default_max_new_tokens
+        check_positive_int("default_max_new_tokens", self.default_max_new_tokens)
+        if self.default_max_new_tokens > max_new_tokens:
+            raise ValueError(
+                f"`default_max_new_tokens` ({self.default_max_new_tokens}) exceeds `max_new_tokens` ({max_new_tokens})."
+            )
+        if sampler not in ("greedy", "random"):
+            raise ValueError(f"`sampler` must be 'greedy' or 'random'. Received: sampler={sampler!r}")
+        check_positive_float("temperature", temperature)
+        if not 0 < top_p <= 1:
+            raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"`top_k` must be an int >= 0 (0: no top-k filter). Received: top_k={top_k!r}")
+        self.defaults = dict(sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+        self.start_token_id = getattr(tokenizer, "end_of_text_id", None)
+        if self.start_token_id is None:
+            raise ValueError(
+                "The tokenizer needs an end-of-text token (`end_of_text_id`): it starts empty prompts "
+                "and texts to score, and stops generation."
+            )
+        if stop_token_ids is None:
+            stop_token_ids = (self.start_token_id,)
+        self.stop_token_ids = tuple(
+            _check_token_id("stop_token_ids", token, self.vocabulary_size) for token in _stop_tokens(stop_token_ids)
+        )
+        self.num_candidates = min(num_candidates or self.vocabulary_size, self.vocabulary_size)
+        check_positive_int("num_candidates", self.num_candidates)
+
+        self.serving_default = tf.function(self._serving_default, input_signature=[_PROMPT], autograph=False)
+        self.generate = tf.function(self._generate, input_signature=_GENERATE_INPUTS, autograph=False)
+        self.score = tf.function(
+            self._score, input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False
+        )
+
+    def signatures(self):
+        return {"serving_default": self.serving_default, "generate": self.generate, "score": self.score}
+
+    def warmup_requests(self):
+        """One request per signature, for TF Serving's warm-up file."""
+        prompts = np.array([b"Hello", b""], dtype=object)
+        return [
+            ("serving_default", {"prompt": prompts}),
+            (
+                "generate",
+                {
+                    "prompt": prompts,
+                    "max_new_tokens": np.array([4, 2], np.int32),
+                    "temperature": np.array([1.0, 0.0], np.float32),
+                    "top_k": np.array([0, 5], np.int32),
+                    "top_p": np.array([0.9, 1.0], np.float32),
+                    "seed": np.array([0, 1], np.int32),
+                },
+            ),
+            ("score", {"text": prompts}),
+        ]
+
+    # ----------------------------------------------------------------- signatures
+
+    def _serving_default(self, prompt):
+        rows = tf.shape(prompt)[0]
+        d = self.defaults
+        return self._complete(
+            prompt,
+            tf.fill([rows], self.default_max_new_tokens),
+            d["sampler"],
+            tf.fill([rows], float(d["temperature"])),
+            tf.fill([rows], d["top_k"]),
+            tf.fill([rows], float(d["top_p"])),
+            tf.fill([rows], d["seed"]),
+        )
+
+    def _generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        # Out-of-range options get a defined meaning rather than an error (documented in
+        # `export_gpt`): temperature <= 0 is greedy (top-k 1), top_p outside (0, 1] and
+        # top_k <= 0 turn that filter off.
+        greedy = temperature <= 0
+        top_k = tf.where(greedy, 1, tf.where(top_k > 0, top_k, 0))
+        temperature = tf.where(greedy, 1.0, temperature)
+        top_p = tf.where((top_p > 0) & (top_p <= 1), top_p, 1.0)
+        return self._complete(prompt, max_new_tokens, "random", temperature, top_k, top_p, seed)
+
+    def _score(self, text):
+        # Each text after the start token, so its first token is scored too; texts longer than
+        # the context keep their last `context_length` tokens (the start token drops out).
+        ids, lengths = self._window(self.tokenizer(text), self.context_length + 1, prepend_start=True, min_columns=2)
+        token_ids = ids[:, :-1]
+        padding_mask = tf.sequence_mask(lengths - 1, tf.shape(token_ids)[1], tf.int32)
+        logits = self.model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        log_probabilities = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        targets = tf.gather(log_probabilities, ids[:, 1:], batch_dims=2)
+        log_likelihood = tf.reduce_sum(targets * tf.cast(padding_mask, tf.float32), axis=1)
+        return {"log_likelihood": log_likelihood, "num_tokens": lengths - 1}
+
+    # ----------------------------------------------------------------- shared
+
+    def _complete(self, prompt, max_new_tokens, sampler, temperature, top_k, top_p, seed):
+        max_new_tokens = tf.clip_by_value(max_new_tokens, 0, self.max_new_tokens)
+        # One loop for the batch runs to its longest request; each row is cut to its own.
+        steps = tf.maximum(tf.reduce_max(tf.concat([max_new_tokens, [0]], 0)), 1)
+        ids, lengths = self._window(self.tokenizer(prompt), self.context_length - steps, prepend_start=False)
+        options = dict(stop_token_ids=self.stop_token_ids, pad_token_id=self.start_token_id)
+        if sampler == "random":
+            options.update(
+                temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, num_candidates=self.num_candidates
+            )
+        output = decoding.decode(self.model, ids, lengths, steps, sampler, **options)
+
+        positions = tf.range(tf.shape(output)[1])[None, :]
+        generated = (positions >= lengths[:, None]) & (positions < (lengths + max_new_tokens)[:, None])
+        if self.stop_token_ids:
+            stopped = generated & tf.reduce_any(output[:, :, None] == list(self.stop_token_ids), axis=-1)
+            # Everything from the first stop token on is dropped (the stop token included).
+            generated &= tf.cumsum(tf.cast(stopped, tf.int32), axis=1) == 0
+        completion = self.tokenizer.detokenize(tf.ragged.boolean_mask(output, generated))
+        return {"completion": completion}
+
+    def _window(self, ids, keep, prepend_start, min_columns=1):
+        """Right-padded dense ids `(rows, length)` and lengths `(rows,)` from ragged ids.
+
+        Rows keep their last `keep` tokens. An empty row (or every row, with
+        `prepend_start`) starts with the start token, so no row is empty.
+        """
+        ids = tf.cast(ids, tf.int32)
+        lengths = ids.row_lengths()
+        start = tf.fill([ids.nrows(), 1], self.start_token_id)
+        needs_start = tf.ones_like(lengths, tf.bool) if prepend_start else lengths == 0
+        ids = tf.concat([tf.ragged.boolean_mask(start, needs_start[:, None]), ids], axis=1)
+        keep = tf.cast(keep, ids.row_splits.dtype)
+        position = tf.ragged.range(ids.row_lengths())
+        ids = tf.ragged.boolean_mask(ids, position >= (ids.row_lengths() - keep)[:, None])
+        dense = ids.to_tensor(default_value=self.start_token_id)
+        # A batch of zero rows still needs columns for the model to run on.
+        padding = tf.maximum(min_columns - tf.shape(dense)[1], 0)
+        dense = tf.pad(dense, [[0, 0], [0, padding]], constant_values=self.start_token_id)
+        return dense, tf.cast(ids.row_lengths(), tf.int32)
