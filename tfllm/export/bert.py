@@ -81,7 +81,7 @@ class MaskedLMServer(_BERTServer):
 
     Signatures: `serving_default` (`{"text"}` -> `{"filled": string [batch], "predictions":
     string [batch, max_masks, top_k], "scores": float32 [batch, max_masks, top_k]}`) and
-    `embed`. Each `[MASK]` in the text (the literal token, any case) is predicted; the first
+    `embed`. Each `[MASK]` in the text (written exactly so, upper case) is predicted; the first
     `max_masks` per text get candidates, later ones stay `[MASK]`; empty candidate slots hold
     `""` and score 0. Texts are truncated to `sequence_length - 2` tokens first.
     """

@@ -101,5 +101,11 @@ def _to_json(name, value):
     if isinstance(value, bytes):
         if name.endswith("_bytes"):
             return {"b64": base64.b64encode(value).decode("ascii")}
-        return value.decode("utf-8")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"Output {name!r} is not valid UTF-8, which a JSON response cannot carry: TF Serving "
+                "base64-encodes only outputs whose name ends in '_bytes'."
+            ) from None
     return value.item() if hasattr(value, "item") else value
