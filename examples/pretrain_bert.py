@@ -12,6 +12,8 @@ default is the SST-2 training sentences (downloaded once). Run:
 
 Writes to `--output-dir`: `tokenizer/` (vocab.txt), `backbone.keras` (the encoder alone),
 `pretrainer.keras`, `metrics.json` (validation `mlm_accuracy`, `nsp_accuracy`, losses).
+`--export-dir saved_models/fill_mask` also exports "fill the [MASK]" and sentence embeddings
+for TF Serving.
 """
 
 import argparse
@@ -53,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--no-jit", dest="jit_compile", action="store_false")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--export-dir", help="also export fill-the-[MASK] for TF Serving to this base path (e.g. saved_models/fill_mask)"
+    )
     return parser.parse_args(argv)
 
 
@@ -145,6 +150,11 @@ def main(argv=None):
         training_seconds=training_seconds,
         parameters=backbone.count_params(),
     )
+    if args.export_dir:
+        # ## Export for TF Serving: "fill the [MASK]" and sentence embeddings
+        metrics["export_path"] = tfllm.export.export_masked_lm(
+            pretrainer, tokenizer, args.export_dir, sequence_length=args.sequence_length
+        )
     write_metrics(args.output_dir, metrics)
     print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics

@@ -13,7 +13,8 @@ validation. Run:
 Writes to `--output-dir`: `tokenizer/` (vocab.json, merges.txt), `model.keras`,
 `metrics.json` (`val_loss`, `val_perplexity`, `val_nats_per_char`, ...), `history.csv`
 and TensorBoard `logs/`. A run killed midway resumes from its last backup when started
-again with the same `--output-dir`.
+again with the same `--output-dir`. `--export-dir saved_models/gpt` also exports the model
+with its tokenizer and generation loop for TF Serving (prompt in, completion out).
 """
 
 import argparse
@@ -57,6 +58,10 @@ def parse_args(argv=None):
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--no-jit", dest="jit_compile", action="store_false", help="train without XLA")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--export-dir", help="also export for TF Serving to this base path (e.g. saved_models/gpt): a new version in it"
+    )
+    parser.add_argument("--export-max-new-tokens", type=int, default=None, help="the served cap (default: half the context)")
     return parser.parse_args(argv)
 
 
@@ -164,6 +169,10 @@ def main(argv=None):
         "parameters": model.count_params(),
         "vocabulary_size": tokenizer.vocabulary_size(),
     }
+    if args.export_dir:
+        # ## Export for TF Serving: text in, text out
+        max_new_tokens = args.export_max_new_tokens or args.sequence_length // 2
+        metrics["export_path"] = tfllm.export.export_gpt(model, tokenizer, args.export_dir, max_new_tokens=max_new_tokens)
     write_metrics(args.output_dir, metrics)
     print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics

@@ -24,7 +24,8 @@ def read_metrics(output_dir):
 def test_train_gpt(shakespeare_sample, tmp_path):
     output_dir = str(tmp_path / "gpt")
     load_example("train_gpt").main(
-        ["--data", shakespeare_sample, "--output-dir", output_dir, "--steps", "6", "--steps-per-epoch", "3", *TINY_GPT]
+        ["--data", shakespeare_sample, "--output-dir", output_dir, "--steps", "6", "--steps-per-epoch", "3", *TINY_GPT,
+         "--export-dir", str(tmp_path / "saved_models" / "gpt")]
     )
     metrics = read_metrics(output_dir)
     for key in ("val_loss", "val_perplexity", "val_nats_per_char"):
@@ -36,6 +37,8 @@ def test_train_gpt(shakespeare_sample, tmp_path):
     assert metrics["steps"] == 6
     for name in ("model.keras", "tokenizer/vocab.json", "tokenizer/merges.txt", "history.csv"):
         assert os.path.exists(os.path.join(output_dir, name)), name
+    assert metrics["export_path"] == str(tmp_path / "saved_models" / "gpt" / "1")
+    assert os.path.exists(tmp_path / "saved_models" / "models.config")
 
 
 def test_train_gpt_resumes_after_a_kill(shakespeare_sample, tmp_path):
@@ -69,8 +72,10 @@ def test_pretrain_then_finetune(sst2_sample, tmp_path):
     train, dev = sst2_sample
     pretrain_dir = str(tmp_path / "pretrain")
     pretrain_metrics = load_example("pretrain_bert").main(
-        ["--data", train, "--output-dir", pretrain_dir, "--steps", "4", "--steps-per-epoch", "2", *TINY_BERT]
+        ["--data", train, "--output-dir", pretrain_dir, "--steps", "4", "--steps-per-epoch", "2", *TINY_BERT,
+         "--export-dir", str(tmp_path / "saved_models" / "fill_mask")]
     )
+    assert os.path.exists(os.path.join(pretrain_metrics["export_path"], "saved_model.pb"))
     assert 0.0 <= pretrain_metrics["val_mlm_accuracy"] <= 1.0
     assert math.isfinite(pretrain_metrics["val_mlm_loss"])
     assert os.path.exists(os.path.join(pretrain_dir, "backbone.keras"))
