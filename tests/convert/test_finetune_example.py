@@ -1,0 +1,52 @@
+"""examples/finetune_classifier.py --init-from a Hugging Face BERT directory, end to end."""
+
+import json
+import os
+
+import pytest
+
+from tests.convert.conftest import BERT_VOCABULARY, make_bert_directory, make_gpt2_directory
+from tests.examples.conftest import load_example
+
+
+def _sentiment_files(tmp_path):
+    """A word decides the label ("fun" 1, "flat" 0); the tiny vocabulary spells every word."""
+    def rows(count, offset):
+        return "".join(
+            f"{'a fun' if (i + offset) % 2 else 'the flat'} film of the year {i % 7}\t{(i + offset) % 2}\n"
+            for i in range(count)
+        )
+
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("sentence\tlabel\n" + rows(256, 0), encoding="utf-8")
+    dev.write_text("sentence\tlabel\n" + rows(64, 1), encoding="utf-8")
+    return str(train), str(dev)
+
+
+def test_finetune_from_a_huggingface_directory(tmp_path):
+    hf_directory = str(tmp_path / "hf-bert")
+    make_bert_directory(hf_directory)
+    train, dev = _sentiment_files(tmp_path)
+    output_dir = str(tmp_path / "finetune")
+    metrics = load_example("finetune_classifier").main(
+        ["--data", train, "--validation-data", dev, "--init-from", hf_directory, "--output-dir", output_dir,
+         "--epochs", "3", "--sequence-length", "16", "--batch-size", "32", "--learning-rate", "1e-3"]
+    )
+    assert metrics["initialised_from"] == hf_directory
+    # The imported backbone learns the task, with the directory's own vocabulary and lower-casing.
+    assert metrics["val_accuracy"] > 0.9
+    with open(os.path.join(output_dir, "tokenizer", "vocab.txt"), encoding="utf-8") as file:
+        assert file.read().splitlines() == BERT_VOCABULARY
+    with open(os.path.join(output_dir, "tokenizer", "tfllm_tokenizer.json"), encoding="utf-8") as file:
+        assert json.load(file)["lowercase"] is True
+    assert os.path.exists(os.path.join(output_dir, "model.keras"))
+
+
+def test_init_from_refuses_what_is_not_a_bert(tmp_path):
+    script = load_example("finetune_classifier")
+    make_gpt2_directory(tmp_path / "gpt2")
+    with pytest.raises(ValueError, match="a classifier needs a BERT"):
+        script.load_pretrained(str(tmp_path / "gpt2"))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(ValueError, match="neither a pretrain_bert.py output"):
+        script.load_pretrained(str(tmp_path / "empty"))
