@@ -113,3 +113,13 @@ def test_repetition_penalty():
     seen = np.array([[True, True, False, False]])
     penalized = ops.convert_to_numpy(selection.apply_repetition_penalty(logits, seen, 2.0))
     np.testing.assert_allclose(penalized, [[1.0, -2.0, 3.0, 0.5]])
+
+
+def test_argmax_is_numpy_argmax_first_index_on_ties():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(64, 1000)).astype("float32")
+    # Ties, including a tie for the maximum, and rows of equal values.
+    values[:8] = np.round(values[:8])
+    values[8, [3, 700]] = 10.0
+    values[9] = -1e9
+    np.testing.assert_array_equal(ops.convert_to_numpy(selection.argmax(values)), np.argmax(values, axis=-1))

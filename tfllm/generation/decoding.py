@@ -384,7 +384,7 @@ class _TokenChoice:
             logits = selection.ban_repeated_ngrams(logits, state["ids"], length, self.no_repeat_ngram_size)
 
         if self.sampler == "greedy":
-            token = ops.cast(ops.argmax(logits, axis=-1), "int32")
+            token = selection.argmax(logits)
         elif self.sampler == "random":
             token = selection.sample(
                 logits, self.keys, state["step"], self.temperature, self.top_k, self.top_p, self.num_candidates

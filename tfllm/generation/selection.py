@@ -126,10 +126,36 @@ def sample(logits, key, step, temperature, top_k, top_p, num_candidates=None):
         values = ops.where(keep, values, NEGATIVE)
     noise = uniform(key, step, ops.shape(values)[1])
     gumbel = -ops.log(-ops.log(noise))
-    choice = ops.cast(ops.argmax(values + gumbel, axis=-1), "int32")
+    choice = argmax(values + gumbel)
     if candidate_ids is None:
         return choice
     return ops.cast(ops.take_along_axis(candidate_ids, choice[:, None], axis=1)[:, 0], "int32")
+
+
+def argmax(values):
+    """The index of each row's largest value (the first one on ties), int32 `(rows,)`.
+
+    The same result as `ops.argmax(values, axis=-1)` for rows without NaN, computed as two
+    plain reductions (the maximum, then the first index that holds it). XLA on CPU runs
+    these vectorized, where its arg-max reduction carries (value, index) pairs one at a
+    time: for a batch of 8 rows of 8192 logits, 150 instead of 390 microseconds, which is
+    about 3% of a decoding step of the benchmark model.
+
+    Args:
+        values: float `(rows, size)`.
+
+    Returns:
+        int32 `(rows,)`, in `[0, size)` (a row with NaN gives some valid index).
+
+    Example:
+
+    >>> argmax(keras.ops.convert_to_tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]))  # [1, 0]
+    """
+    size = ops.shape(values)[-1]
+    largest = ops.max(values, axis=-1, keepdims=True)
+    index = ops.arange(size, dtype="int32")[None, :]
+    first = ops.min(ops.where(values == largest, index, size), axis=-1)
+    return ops.minimum(first, size - 1)
 
 
 def random_keys(seed, stream=0):
@@ -196,6 +222,7 @@ def _mix(x):
 __all__ = [
     "NEGATIVE",
     "apply_repetition_penalty",
+    "argmax",
     "ban_repeated_ngrams",
     "random_keys",
     "sample",
