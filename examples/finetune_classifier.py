@@ -35,8 +35,7 @@ import keras
 import tensorflow as tf
 
 import tfllm
-from tfllm.data import classification_dataset, hold_out_lines, read_classification_file
-from tfllm.data.bucketing import bucket_by_length
+from tfllm.data import bucket_by_length, classification_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.training import SparseF1Score, TimeLimit, create_optimizer, training_callbacks, write_metrics

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfllm.data.bucketing import bucket_by_length
+from tfllm.data import bucket_by_length
 
 
 def _padded_batches(lengths, sequence_length=24, batch_size=5):

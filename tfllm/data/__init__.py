@@ -1,6 +1,7 @@
-"""tf.data pipelines: causal-LM windows, BERT pretraining (MLM + NSP), classification."""
+"""tf.data pipelines: causal-LM windows, BERT pretraining (MLM + NSP), classification, length bucketing."""
 
 from tfllm.data.bert_pretraining import bert_pretraining_dataset, sentence_pairs
+from tfllm.data.bucketing import bucket_by_length
 from tfllm.data.causal_lm import causal_lm_dataset, token_stream
 from tfllm.data.classification import (
     BERTInputPacker,
@@ -17,6 +18,7 @@ __all__ = [
     "ClassificationExamples",
     "MaskedLMMasker",
     "bert_pretraining_dataset",
+    "bucket_by_length",
     "build_label_vocabulary",
     "causal_lm_dataset",
     "classification_dataset",
