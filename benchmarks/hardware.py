@@ -1,0 +1,77 @@
+"""The machine a benchmark ran on: a description and its measured matmul peak.
+
+The peak is what `tf.matmul` of two large square matrices reaches in this process, in float32
+and in bfloat16 (oneDNN's kernels on CPU), as the median of several timed products after a
+warm-up. MFU figures divide the achieved model FLOP rate by it, so they say how close a
+training step gets to the best dense matmul rate of this machine at that moment — not to a
+datasheet figure.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+
+def matmul_peak(size=2048, repeats=7, dtypes=("float32", "bfloat16")):
+    """Measures `tf.matmul` throughput of two `(size, size)` matrices.
+
+    Args:
+        size: int, the side of the square matrices.
+        repeats: int, timed products per dtype (the median is kept).
+        dtypes: the dtypes to measure.
+
+    Returns:
+        A dict `{dtype: GFLOP/s}` (2·size³ FLOPs per product).
+    """
+    import tensorflow as tf
+
+    peak = {}
+    for dtype in dtypes:
+        a = tf.random.normal((size, size), dtype="float32", seed=1)
+        b = tf.random.normal((size, size), dtype="float32", seed=2)
+        a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+        for _ in range(2):  # warm-up
+            tf.matmul(a, b).numpy()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tf.matmul(a, b).numpy()
+            seconds.append(time.perf_counter() - start)
+        peak[dtype] = 2 * size**3 / statistics.median(seconds) / 1e9
+    return peak
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe():
+    """A dict describing the machine and the library versions."""
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return dict(
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        load_average_1min=load,
+        gpus=[device.name for device in tf.config.list_physical_devices("GPU")],
+        python=platform.python_version(),
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        keras_hub=keras_hub.__version__,
+        keras_backend=keras.backend.backend(),
+    )

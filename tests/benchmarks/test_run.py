@@ -1,0 +1,50 @@
+"""The benchmark entry point, in its quick mode, on one tiny training case."""
+
+import json
+
+from benchmarks import memory, run, training
+
+
+def test_quick_training_case_writes_json_and_markdown(tmp_path):
+    output = tmp_path / "benchmarks"
+    run.main(
+        ["--quick", "--cases", "small", "--precisions", "float32", "--dropouts", "0", "--xla", "on"]
+        + ["--matmul-size", "256", "--no-memory", "--output", str(output)]
+    )
+
+    report = json.loads((tmp_path / "benchmarks.json").read_text())
+    rows = report["training"]
+    assert [row["library"] for row in rows] == ["tfllm", "keras-hub"]
+    for row in rows:
+        assert row["name"] == "tiny small" and row["xla"] is True and row["precision"] == "float32"
+        assert row["tokens_per_second"] > 0 and 0 < row["mfu"]
+        assert row["tokens_per_second"] == row["batch_size"] * row["sequence_length"] / row["seconds_per_step"]
+        # warm-up + repeats x steps, all recorded.
+        assert len(row["losses"]) == report["settings"]["warmup"] + report["settings"]["repeats"]
+    # Same initial weights, same batches, no dropout: the two libraries train identically.
+    tfllm_losses, keras_hub_losses = rows[0]["losses"], rows[1]["losses"]
+    assert max(abs(a - b) for a, b in zip(tfllm_losses, keras_hub_losses)) < 1e-3
+    assert report["best_xla"][0]["speedup"] > 0
+    assert report["matmul_peak_gflops"]["float32"] > 0 and report["matmul_peak_gflops"]["bfloat16"] > 0
+    assert report["memory"] == []
+
+    table = (tmp_path / "benchmarks.md").read_text()
+    assert "| tiny small (batch 4, seq 32) | float32 | 0 | on |" in table
+    assert "Each library at its best XLA setting" in table
+
+
+def test_memory_measure_reports_peak_over_imports():
+    spec = training.case("tiny", "gpt", training.TINY_GPT, 2, 16, xla=False)
+    result = memory.measure_in_subprocess(spec, "tfllm", steps=1)
+    assert result["peak_rss_mib"] >= result["rss_after_imports_mib"] > 0
+    assert result["peak_over_imports_mib"] == result["peak_rss_mib"] - result["rss_after_imports_mib"]
+
+
+def test_flops_per_token_follows_nanogpt():
+    spec = training.case("small", "gpt", training.SMALL_GPT, 16, 256)
+    model = training.build_tfllm(spec)
+    vocab, hidden, ff, layers = 8192, 256, 1024, 4
+    per_layer = 4 * hidden + (3 * hidden * hidden + 3 * hidden) + (hidden * hidden + hidden) + (2 * hidden * ff + ff + hidden)
+    # nanoGPT's N: every parameter but the position embeddings (the tied token embedding counts).
+    n = vocab * hidden + layers * per_layer + 2 * hidden
+    assert training.flops_per_token(spec, model) == 6 * n + 12 * layers * hidden * 256
