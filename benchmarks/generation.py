@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -173,7 +174,7 @@ def main(argv=None):
         prompt_length=args.prompt_length,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
-        command="python -m benchmarks.generation" + ("" if argv is None else " " + " ".join(argv)),
+        command=" ".join(["python -m benchmarks.generation", *(sys.argv[1:] if argv is None else argv)]),
         threads=args.threads or "default",
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, keras-hub {keras_hub.__version__}",
