@@ -158,6 +158,8 @@ def main(argv=None):
         boundaries = [int(length) for length in args.bucket_boundaries.split(",")]
         train = bucket_by_length(train, args.batch_size, boundaries)
         validation = bucket_by_length(validation, args.batch_size, boundaries)
+        # Bucketing hides the number of batches; Keras warns when a dataset of unknown size ends.
+        validation = validation.apply(tf.data.experimental.assert_cardinality(sum(1 for _ in validation)))
 
     # ## The classifier
     model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
