@@ -1,15 +1,15 @@
 """The machine a benchmark ran on: a description and its measured matmul peak.
 
 The peak is what `tf.matmul` of two large square matrices reaches in this process, in float32
-and in bfloat16 (oneDNN's kernels on CPU), as the median of several timed products after a
-warm-up. MFU figures divide the achieved model FLOP rate by it, so they say how close a
-training step gets to the best dense matmul rate of this machine at that moment — not to a
-datasheet figure.
+and in bfloat16 (oneDNN's kernels on CPU): the fastest of several timed products after a
+warm-up. On a machine shared with other work the rate varies with the load, so the benchmark
+measures it before and after its training cases and keeps the higher figure. MFU figures divide
+the achieved model FLOP rate by it, so they say how close a training step gets to the best dense
+matmul rate seen on this machine in that run — not to a datasheet figure.
 """
 
 import os
 import platform
-import statistics
 import time
 
 
@@ -18,7 +18,7 @@ def matmul_peak(size=2048, repeats=7, dtypes=("float32", "bfloat16")):
 
     Args:
         size: int, the side of the square matrices.
-        repeats: int, timed products per dtype (the median is kept).
+        repeats: int, timed products per dtype (the fastest is kept: the peak).
         dtypes: the dtypes to measure.
 
     Returns:
@@ -38,7 +38,7 @@ def matmul_peak(size=2048, repeats=7, dtypes=("float32", "bfloat16")):
             start = time.perf_counter()
             tf.matmul(a, b).numpy()
             seconds.append(time.perf_counter() - start)
-        peak[dtype] = 2 * size**3 / statistics.median(seconds) / 1e9
+        peak[dtype] = 2 * size**3 / min(seconds) / 1e9
     return peak
 
 
