@@ -139,7 +139,12 @@ class GPTServer(tf.Module):
         top_k = tf.where(greedy, 1, tf.where(top_k > 0, top_k, 0))
         temperature = tf.where(greedy, 1.0, temperature)
         top_p = tf.where((top_p > 0) & (top_p <= 1), top_p, 1.0)
-        return self._complete(prompt, max_new_tokens, "random", temperature, top_k, top_p, seed)
+        # A batch of greedy rows takes the greedy loop, which sorts nothing.
+        return tf.cond(
+            tf.reduce_all(greedy),
+            lambda: self._complete(prompt, max_new_tokens, "greedy", temperature, top_k, top_p, seed),
+            lambda: self._complete(prompt, max_new_tokens, "random", temperature, top_k, top_p, seed),
+        )
 
     def _score(self, text):
         # Each text after the start token, so its first token is scored too; texts longer than
