@@ -23,7 +23,8 @@ GLUE SST-2 (downloaded once). `--init-from` takes either a `pretrain_bert.py` ou
 `--bucket-boundaries 16,32` batches texts of similar length together and cuts the padding (3x
 faster on SST-2's short sentences); `--steps` fixes the number of training batches. Writes to
 `--output-dir`: `model.keras`, `tokenizer/`, `labels.json` and `metrics.json` (`val_accuracy`,
-`val_f1`, ...).
+`val_f1`, ...). `--export-dir saved_models/sentiment` also exports the classifier for TF Serving
+(raw text in, probabilities and label names out; see README, "Serve with TensorFlow Serving").
 """
 
 import argparse
@@ -82,6 +83,9 @@ def parse_args(argv=None):
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--no-jit", dest="jit_compile", action="store_false")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--export-dir", help="also export for TF Serving to this base path (e.g. saved_models/sentiment): a new version in it"
+    )
     return parser.parse_args(argv)
 
 
@@ -203,6 +207,12 @@ def main(argv=None):
         "parameters": model.count_params(),
         "initialised_from": args.init_from or "scratch",
     }
+    if args.export_dir:
+        # Raw text in, probabilities and the label name out; packed as in training.
+        metrics["export_path"] = tfllm.export.export_classifier(
+            model, tokenizer, labels, args.export_dir, sequence_length=args.sequence_length,
+            text_pair=args.pair_column is not None,
+        )
     write_metrics(args.output_dir, metrics)
     print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics

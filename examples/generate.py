@@ -15,7 +15,8 @@ token. Run:
         --no-repeat-ngram-size 3 --output runs/gpt/generations.json
 
 Prints every completion. `--output FILE` also writes them to a JSON file, with the settings
-and the speed in new tokens per second.
+and the speed in new tokens per second. `--export-dir saved_models/gpt` also exports the model,
+its tokenizer and the decode loop for TF Serving, with `--max-new-tokens` as the served cap.
 """
 
 import argparse
@@ -28,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tfllm  # noqa: F401  (registers the tfllm layers for `load_model`)
+import tfllm
 from tfllm.generation import SAMPLERS, generate
 from tfllm.tokenizers import BytePairTokenizer
 
@@ -56,6 +57,10 @@ def parse_args(argv=None):
         "--repeats", type=int, default=1, help="generate this many times; speed is the median after the first call"
     )
     parser.add_argument("--output", help="write prompts, completions, settings and speed to this JSON file")
+    parser.add_argument(
+        "--export-dir",
+        help="also export the model for TF Serving to this base path (e.g. saved_models/gpt), capped at --max-new-tokens",
+    )
     return parser.parse_args(argv)
 
 
@@ -124,6 +129,10 @@ def main(argv=None):
     }
     if later:
         print(f"{new_tokens} new tokens in {later:.3f} s: {new_tokens / later:,.0f} new tokens/s")
+    if args.export_dir:
+        results["export_path"] = tfllm.export.export_gpt(
+            model, tokenizer, args.export_dir, max_new_tokens=args.max_new_tokens
+        )
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w", encoding="utf-8") as file:

@@ -8,7 +8,13 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
+import tensorflow as tf
+
 from tests.examples.conftest import EXAMPLES, load_example
+from tfllm.data import BERTInputPacker
+from tfllm.tokenizers import WordPieceTokenizer
 
 TINY_GPT = ["--num-layers", "1", "--num-heads", "2", "--hidden-dim", "32", "--intermediate-dim", "64",
             "--sequence-length", "32", "--batch-size", "8", "--vocabulary-size", "300"]
@@ -105,11 +111,24 @@ def test_finetune_from_scratch_learns_and_holds_out_10_percent(tmp_path):
     data = tmp_path / "topics.tsv"
     data.write_text("".join(rows), encoding="utf-8")  # no header, like AG News
     output_dir = str(tmp_path / "scratch")
+    export_dir = str(tmp_path / "saved_models" / "topics")
     metrics = load_example("finetune_classifier").main(
-        ["--data", str(data), "--output-dir", output_dir, "--epochs", "3", *TINY_BERT]
+        ["--data", str(data), "--output-dir", output_dir, "--epochs", "3", "--export-dir", export_dir, *TINY_BERT]
     )
     assert metrics["num_classes"] == 3
     with open(os.path.join(output_dir, "labels.json")) as file:
         assert json.load(file) == ["Business", "Sports", "World"]
     assert len(open(os.path.join(output_dir, "data", "validation.tsv")).readlines()) == 90
     assert metrics["val_accuracy"] > 0.6
+
+    # The export answers raw text with the label names the Keras model predicts.
+    assert metrics["export_path"] == os.path.join(export_dir, "1")
+    texts = ["goal scored in the match", "the bank and the stock market", "a treaty between nations"]
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"](text=tf.constant(texts))
+    model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
+    tokenizer = WordPieceTokenizer.load(os.path.join(output_dir, "tokenizer"))
+    packed = BERTInputPacker(tokenizer, 32)(tf.constant(texts))
+    expected = keras.ops.softmax(model.predict(packed, verbose=0)).numpy()
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    labels = ["Business", "Sports", "World"]
+    assert [label.decode() for label in served["label"].numpy()] == [labels[i] for i in expected.argmax(-1)]

@@ -3,9 +3,11 @@
 import json
 
 import pytest
+import tensorflow as tf
 
 from tests.examples.conftest import load_example
 from tests.examples.test_examples import TINY_GPT
+from tfllm.tokenizers.byte_pair_tokenizer import END_OF_TEXT
 
 
 @pytest.fixture
@@ -22,9 +24,10 @@ def test_generate_from_a_trained_gpt(trained_gpt, tmp_path, capsys):
     generate = load_example("generate").main
     prompts = ["--prompt", "ROMEO:", "--prompt", "First Citizen:\nWe"]
 
-    # Greedy, with an output file.
-    output = tmp_path / "greedy.json"
-    greedy = generate(["--model-dir", trained_gpt, *prompts, "--max-new-tokens", "12", "--output", str(output)])
+    # Greedy, with an output file and an export.
+    output, export_dir = tmp_path / "greedy.json", tmp_path / "saved_models" / "gpt"
+    greedy = generate(["--model-dir", trained_gpt, *prompts, "--max-new-tokens", "12", "--output", str(output),
+                       "--export-dir", str(export_dir)])
     assert len(greedy["completions"]) == 2
     for completion, prompt in zip(greedy["completions"], ["ROMEO:", "First Citizen:\nWe"]):
         assert completion["text"].startswith(prompt)
@@ -33,6 +36,14 @@ def test_generate_from_a_trained_gpt(trained_gpt, tmp_path, capsys):
     assert json.loads(output.read_text(encoding="utf-8"))["completions"] == greedy["completions"]
     printed = capsys.readouterr().out
     assert all(completion["text"] in printed for completion in greedy["completions"])
+    # The export, capped at 12 new tokens, completes the prompts the same way (without the
+    # end-of-text token, which the export drops).
+    assert greedy["export_path"] == str(export_dir / "1")
+    served = tf.saved_model.load(greedy["export_path"]).signatures["serving_default"]
+    texts = served(prompt=tf.constant(["ROMEO:", "First Citizen:\nWe"]))["completion"].numpy()
+    assert [prompt.encode() + text for prompt, text in zip(["ROMEO:", "First Citizen:\nWe"], texts)] == [
+        completion["text"].split(END_OF_TEXT)[0].encode() for completion in greedy["completions"]
+    ]
 
     # Sampling: the same seed gives the same completions, without XLA too; another seed differs.
     sampling = [*prompts, "--max-new-tokens", "16", "--sampler", "top_k", "--top-k", "50", "--temperature", "1.5",
