@@ -170,7 +170,7 @@ class GPTServer(tf.Module):
             options.update(
                 temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, num_candidates=self.num_candidates
             )
-        output = decoding.decode(self.model, ids, lengths, steps, sampler, **options)
+        output = decoding.decode(self.model, ids, lengths, steps, sampler, xla=False, **options)
 
         positions = tf.range(tf.shape(output)[1])[None, :]
         generated = (positions >= lengths[:, None]) & (positions < (lengths + max_new_tokens)[:, None])

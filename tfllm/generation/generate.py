@@ -239,13 +239,16 @@ def _compiled_decode(model, jit_compile, static):
 
 
 def _compile(model_ref, jit_compile, static):
+    backend = keras.config.backend()
+    xla = jit_compile or backend == "jax"
+
     # The functions hold the model weakly, so that caching them cannot keep it alive.
     def run(token_ids, lengths, temperature, top_k, top_p, seed):
         return decoding.decode(
-            model_ref(), token_ids, lengths, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, **static
+            model_ref(), token_ids, lengths, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            xla=xla, **static
         )
 
-    backend = keras.config.backend()
     if backend == "tensorflow":
         return tf.function(run, jit_compile=jit_compile)
     if backend != "jax":
