@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from benchmarks import memory, run, training
 
 
@@ -49,3 +51,20 @@ def test_flops_per_token_follows_nanogpt():
     # nanoGPT's N: every parameter but the position embeddings (the tied token embedding counts).
     n = vocab * hidden + layers * per_layer + 2 * hidden
     assert training.flops_per_token(spec, model) == 6 * n + 12 * layers * hidden * 256
+
+
+def test_bert_pair_starts_equal_and_trains_identically_without_dropout():
+    # The BERT case copies tfllm's weights into keras-hub's classifier; without dropout the
+    # two must then be one model: the same logits and the same losses step after step.
+    spec = training.case("tiny", "bert", training.TINY_BERT, 4, 32, dropout=0.0, xla=False)
+    models = training.build_pair(spec)
+    batches = training.make_batches(spec, num_batches=3)
+    inputs = batches[0][0]
+    np.testing.assert_allclose(
+        models["tfllm"].predict_on_batch(inputs), models["keras-hub"].predict_on_batch(inputs), atol=1e-5
+    )
+    losses = {
+        name: [float(model.train_on_batch(x, y, return_dict=True)["loss"]) for x, y in batches]
+        for name, model in models.items()
+    }
+    np.testing.assert_allclose(losses["tfllm"], losses["keras-hub"], atol=1e-4)
