@@ -16,19 +16,23 @@ TENSORFLOW = keras.config.backend() == "tensorflow"
 tensorflow_only = pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow graphs")
 
 
-def test_decoder_prefill_and_steps_equal_the_full_forward_pass(gpt):
-    ids = np.array([[5, 9, 300, 41, 7]], "int32")
-    expected = ops.convert_to_numpy(gpt({"token_ids": ids, "padding_mask": np.ones_like(ids)}))[0]
-    decoder = GPTDecoder(gpt)
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("xla", [True, False], ids=["xla", "graph"])
+def test_decoder_prefill_and_steps_equal_the_full_forward_pass(gpt, xla, rows):
+    # Without XLA one-token steps write the caches by select, and for one row compute the
+    # attention by sums: every path must give the full pass's logits.
+    ids = np.array([[5, 9, 300, 41, 7], [8, 2, 77, 6, 410]][:rows], "int32")
+    expected = ops.convert_to_numpy(gpt({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    decoder = GPTDecoder(gpt, xla=xla)
     kernel = decoder.output_kernel()
-    caches = decoder.empty_caches(rows=1, length=8)
+    caches = decoder.empty_caches(rows=rows, length=8)
     # Prefill three tokens, then one token per step.
-    hidden, caches = decoder(ids[:, :3], caches, np.zeros((1,), "int32"))
-    logits = [ops.convert_to_numpy(decoder.logits(hidden[0], kernel))]
+    hidden, caches = decoder(ids[:, :3], caches, np.zeros((rows,), "int32"))
+    logits = [ops.convert_to_numpy(decoder.logits(hidden[:, i], kernel)) for i in range(3)]
     for position in range(3, ids.shape[1]):
-        hidden, caches = decoder(ids[:, position : position + 1], caches, np.array([position], "int32"))
+        hidden, caches = decoder(ids[:, position : position + 1], caches, np.full((rows,), position, "int32"))
         logits.append(ops.convert_to_numpy(decoder.logits(hidden[:, 0], kernel)))
-    np.testing.assert_allclose(np.concatenate(logits), expected, atol=1e-5)
+    np.testing.assert_allclose(np.stack(logits, axis=1), expected, atol=1e-5)
 
 
 def test_decoder_rejects_bidirectional_blocks():

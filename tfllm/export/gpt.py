@@ -170,7 +170,17 @@ class GPTServer(tf.Module):
             options.update(
                 temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, num_candidates=self.num_candidates
             )
-        output = decoding.decode(self.model, ids, lengths, steps, sampler, xla=False, **options)
+
+        def decode(ids, lengths):
+            return decoding.decode(self.model, ids, lengths, steps, sampler, xla=False, **options)
+
+        # A lone request gets a loop traced for one row, whose attention the decoder writes
+        # without batched matrix products (see `GPTDecoder`'s `xla`).
+        output = tf.cond(
+            tf.shape(ids)[0] == 1,
+            lambda: decode(tf.ensure_shape(ids, [1, None]), tf.ensure_shape(lengths, [1])),
+            lambda: decode(ids, lengths),
+        )
 
         positions = tf.range(tf.shape(output)[1])[None, :]
         generated = (positions >= lengths[:, None]) & (positions < (lengths + max_new_tokens)[:, None])
