@@ -9,8 +9,6 @@ prints the TensorFlow kernels that took the most time, summed over the executor'
 """
 
 import argparse
-import collections
-import glob
 import os
 import tempfile
 import time
@@ -18,30 +16,11 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
-from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 import tfllm  # noqa: E402
+from benchmarks import profiling  # noqa: E402
 from benchmarks.export import DATA, GPT_CONFIG  # noqa: E402
 from tfllm.tokenizers import BytePairTokenizer  # noqa: E402
-
-
-def kernel_times(logdir):
-    """`{op type: (total ms, calls)}` over the compute threads of the profile in `logdir`."""
-    (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
-    space = xplane_pb2.XSpace()
-    with open(path, "rb") as file:
-        space.ParseFromString(file.read())
-    totals, calls = collections.Counter(), collections.Counter()
-    for plane in space.planes:
-        for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):
-                continue
-            for event in line.events:
-                metadata = plane.event_metadata[event.metadata_id]
-                name = (metadata.display_name or metadata.name).split(":")[-1]
-                totals[name] += event.duration_ps / 1e9
-                calls[name] += 1
-    return {name: (totals[name], calls[name]) for name in totals}
 
 
 def main():
@@ -76,14 +55,8 @@ def main():
     generate(**inputs)
     print(f"batch {rows}, {args.new_tokens} new tokens: {1000 * (time.perf_counter() - start):.0f} ms unprofiled")
 
-    logdir = tempfile.mkdtemp()
-    tf.profiler.experimental.start(logdir)
-    generate(**inputs)
-    tf.profiler.experimental.stop()
-    times = kernel_times(logdir)
-    print(f"{'op':<28} {'total ms':>9} {'calls':>7} {'us/call':>8}")
-    for name, (total, calls) in sorted(times.items(), key=lambda item: -item[1][0])[: args.top]:
-        print(f"{name:<28} {total:9.1f} {calls:7d} {1000 * total / calls:8.1f}")
+    times = profiling.profile(lambda: generate(**inputs))
+    print("\n".join(profiling.table(times, args.top)))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from benchmarks import memory, run, training
+from benchmarks import memory, profile_training, run, training
 
 
 def test_quick_training_case_writes_json_and_markdown(tmp_path):
@@ -68,3 +68,13 @@ def test_bert_pair_starts_equal_and_trains_identically_without_dropout():
         for name, model in models.items()
     }
     np.testing.assert_allclose(losses["tfllm"], losses["keras-hub"], atol=1e-4)
+
+
+def test_profile_training_lists_each_librarys_kernels(capsys):
+    profile_training.main(["--quick", "--steps", "1", "--top", "40"])
+    output = capsys.readouterr().out
+    tfllm_part, keras_hub_part = output.split("\nkeras-hub: ")
+    for part in (tfllm_part.split("\ntfllm: ")[1], keras_hub_part):
+        assert "ms/step unprofiled" in part
+        # Every library's step multiplies matrices and takes the cross-entropy.
+        assert "MatMul" in part and "SparseSoftmaxCrossEntropyWithLogits" in part
