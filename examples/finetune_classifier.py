@@ -39,7 +39,14 @@ import tfllm
 from tfllm.data import bucket_by_length, classification_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.training import SparseF1Score, TimeLimit, create_optimizer, training_callbacks, write_metrics
+from tfllm.training import (
+    SparseF1Score,
+    TimeLimit,
+    create_optimizer,
+    default_jit_compile,
+    training_callbacks,
+    write_metrics,
+)
 
 
 def parse_args(argv=None):
@@ -81,7 +88,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    parser.add_argument("--no-jit", dest="jit_compile", action="store_false")
+    parser.add_argument(
+        "--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default=None,
+        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--export-dir", help="also export for TF Serving to this base path (e.g. saved_models/sentiment): a new version in it"
@@ -178,7 +188,7 @@ def main(argv=None):
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(len(labels), name="f1")],
-        jit_compile=args.jit_compile,
+        jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
     )
 
     # ## Training

@@ -28,7 +28,7 @@ import tfllm
 from tfllm.data import bert_pretraining_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.training import TimeLimit, create_optimizer, training_callbacks, write_metrics
+from tfllm.training import TimeLimit, create_optimizer, default_jit_compile, training_callbacks, write_metrics
 
 
 def parse_args(argv=None):
@@ -53,7 +53,10 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-epoch", type=int, default=200, help="also the backup interval")
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    parser.add_argument("--no-jit", dest="jit_compile", action="store_false")
+    parser.add_argument(
+        "--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default=None,
+        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--export-dir", help="also export fill-the-[MASK] for TF Serving to this base path (e.g. saved_models/fill_mask)"
@@ -124,7 +127,7 @@ def main(argv=None):
         loss={"mlm": tfllm.models.masked_lm_loss(), "nsp": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
         weighted_metrics={"mlm": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
         metrics={"nsp": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
-        jit_compile=args.jit_compile,
+        jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
     )
 
     # ## Training

@@ -31,7 +31,7 @@ import tfllm
 from tfllm.data import causal_lm_dataset, hold_out_lines
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.data.public import tiny_shakespeare
-from tfllm.training import TimeLimit, create_optimizer, training_callbacks, write_metrics
+from tfllm.training import TimeLimit, create_optimizer, default_jit_compile, training_callbacks, write_metrics
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -56,7 +56,10 @@ def parse_args(argv=None):
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    parser.add_argument("--no-jit", dest="jit_compile", action="store_false", help="train without XLA")
+    parser.add_argument(
+        "--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default=None,
+        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--export-dir", help="also export for TF Serving to this base path (e.g. saved_models/gpt): a new version in it"
@@ -134,7 +137,7 @@ def main(argv=None):
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
-        jit_compile=args.jit_compile,
+        jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
     )
 
     # ## Training

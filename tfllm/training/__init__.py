@@ -1,5 +1,6 @@
 """Training: the AdamW factory and schedule, metrics, callbacks."""
 
+from tfllm.training.compilation import default_jit_compile
 from tfllm.training.callbacks import ResumableBackup, TimeLimit, training_callbacks, write_metrics
 from tfllm.training.metrics import SparseF1Score
 from tfllm.training.optimizers import NO_WEIGHT_DECAY, create_optimizer
@@ -12,6 +13,7 @@ __all__ = [
     "TimeLimit",
     "WarmupDecay",
     "create_optimizer",
+    "default_jit_compile",
     "training_callbacks",
     "write_metrics",
 ]
