@@ -99,14 +99,18 @@ class GPTDecoder:
         positions = ops.cast(positions, "int32")
         x = self.token_embedding(token_ids)
         x = self.embeddings_add([x, self.position_embedding(x, start_index=positions)])
+        # Made once for every block. (rows, seq): the position of every new token.
+        token_positions = positions[:, None] + ops.arange(ops.shape(token_ids)[1], dtype="int32")[None, :]
+        cache_positions = ops.arange(ops.shape(caches[0][1])[2], dtype="int32")
+        # (rows, seq, cache_length) bool: the cache slots each new token attends to.
+        causal = cache_positions[None, None, :] <= token_positions[:, :, None]
         step_mask = None
         if not self.xla and token_ids.shape[1] == 1:
             # (rows, cache_length) bool: where each row's one new token goes in the caches.
-            cache_length = ops.shape(caches[0][1])[2]
-            step_mask = ops.arange(cache_length, dtype="int32")[None, :] == positions[:, None]
+            step_mask = cache_positions[None, :] == positions[:, None]
         updated = []
         for block, activation, cache in zip(self.blocks, self._activations, caches):
-            x, cache = self._block(block, activation, x, cache, positions, step_mask)
+            x, cache = self._block(block, activation, x, cache, token_positions, causal, step_mask)
             updated.append(cache)
         return x, updated
 
@@ -137,7 +141,7 @@ class GPTDecoder:
             logits = ops.tanh(logits / embedding.logit_soft_cap) * embedding.logit_soft_cap
         return ops.cast(logits, "float32")
 
-    def _block(self, block, activation, x, cache, positions, step_mask):
+    def _block(self, block, activation, x, cache, token_positions, causal, step_mask):
         """`TransformerBlock.call` (pre-norm, causal, inference) reading and writing `cache`."""
         key_cache, value_cache = cache
         rows, length = ops.shape(x)[0], ops.shape(x)[1]
@@ -148,8 +152,6 @@ class GPTDecoder:
         qkv = ops.transpose(ops.reshape(qkv, (rows, length, 3, heads, head_dim)), (2, 0, 3, 1, 4))
         query, key, value = qkv[0], qkv[1], qkv[2]
 
-        # (rows, seq): the position of every new token.
-        token_positions = positions[:, None] + ops.arange(length, dtype="int32")[None, :]
         if step_mask is None:
             key_cache = ops.scatter_update(
                 key_cache, _cache_indices(token_positions, heads, head_dim), ops.reshape(key, (-1,))
@@ -170,8 +172,6 @@ class GPTDecoder:
         else:
             scores = ops.matmul(query, key_cache)
         scores = ops.cast(scores, "float32")
-        cache_positions = ops.arange(ops.shape(value_cache)[2], dtype="int32")
-        causal = cache_positions[None, None, :] <= token_positions[:, :, None]
         scores = ops.where(causal[:, None, :, :], scores, selection.NEGATIVE)
         # `ops.softmax` written out: on TensorFlow without XLA, `ops.softmax` runs oneDNN's
         # softmax, which costs about 0.1 ms a call at these small shapes, 5x these four ops.
