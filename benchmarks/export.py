@@ -51,7 +51,13 @@ def alternate(methods, repeats):
     return times
 
 
-def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128):
+def exported_gpt(directory, new_tokens):
+    """The benchmark GPT (a byte-level BPE of 8192 trained on Tiny Shakespeare) and its export.
+
+    Returns:
+        `(text, tokenizer, model, generate)`: the corpus, the tokenizer, the Keras model and
+        the loaded export's `generate` signature (capped at `new_tokens`).
+    """
     with open(os.path.join(DATA, "tinyshakespeare.txt"), encoding="utf-8") as file:
         text = file.read()
     tokenizer = BytePairTokenizer.train([text], vocabulary_size=8192)
@@ -59,7 +65,24 @@ def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128):
     path = tfllm.export.export_gpt(
         model, tokenizer, os.path.join(directory, "gpt"), max_new_tokens=new_tokens, stop_token_ids=[], models_config=False
     )
-    served = tf.saved_model.load(path).signatures["generate"]
+    return text, tokenizer, model, tf.saved_model.load(path).signatures["generate"]
+
+
+def greedy_inputs(prompts, new_tokens):
+    """The `generate` signature's inputs for greedy completions of `new_tokens` tokens."""
+    rows = len(prompts)
+    return dict(
+        prompt=tf.constant(prompts),
+        max_new_tokens=tf.fill([rows], new_tokens),
+        temperature=tf.zeros([rows]),
+        top_k=tf.zeros([rows], tf.int32),
+        top_p=tf.ones([rows]),
+        seed=tf.zeros([rows], tf.int32),
+    )
+
+
+def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128):
+    text, tokenizer, model, served = exported_gpt(directory, new_tokens)
     # Prompts of exactly `prompt_length` tokens, given to the export as text.
     ids = tokenizer([text[i * 1000 : i * 1000 + 300] for i in range(8)]).to_list()
     prompts_ids = [row[:prompt_length] for row in ids]
@@ -67,14 +90,7 @@ def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128):
     rows = []
     for batch_size in batch_sizes:
         prompts = np.array(prompts_ids[:batch_size], "int32")
-        inputs = dict(
-            prompt=tf.constant(prompt_texts[:batch_size]),
-            max_new_tokens=tf.fill([batch_size], new_tokens),
-            temperature=tf.zeros([batch_size]),
-            top_k=tf.zeros([batch_size], tf.int32),
-            top_p=tf.ones([batch_size]),
-            seed=tf.zeros([batch_size], tf.int32),
-        )
+        inputs = greedy_inputs(prompt_texts[:batch_size], new_tokens)
         methods = {
             "in-process generate (XLA, token ids)": lambda: generate(model, prompts, new_tokens, jit_compile=True),
             "exported generate signature (no XLA, text)": lambda: served(**inputs)["completion"].numpy(),

@@ -15,12 +15,8 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import tensorflow as tf  # noqa: E402
-
-import tfllm  # noqa: E402
 from benchmarks import profiling  # noqa: E402
-from benchmarks.export import DATA, GPT_CONFIG  # noqa: E402
-from tfllm.tokenizers import BytePairTokenizer  # noqa: E402
+from benchmarks.export import exported_gpt, greedy_inputs  # noqa: E402
 
 
 def main():
@@ -30,25 +26,9 @@ def main():
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
 
-    with open(os.path.join(DATA, "tinyshakespeare.txt"), encoding="utf-8") as file:
-        text = file.read()
-    tokenizer = BytePairTokenizer.train([text], vocabulary_size=8192)
-    model = tfllm.models.GPT(vocabulary_size=tokenizer.vocabulary_size(), **GPT_CONFIG)
-    directory = tempfile.mkdtemp()
-    path = tfllm.export.export_gpt(
-        model, tokenizer, os.path.join(directory, "gpt"), max_new_tokens=args.new_tokens, stop_token_ids=[],
-        models_config=False,
-    )
-    generate = tf.saved_model.load(path).signatures["generate"]
+    text, _, _, generate = exported_gpt(tempfile.mkdtemp(), args.new_tokens)
     rows = args.batch
-    inputs = dict(
-        prompt=tf.constant([text[i * 1000 : i * 1000 + 60] for i in range(rows)]),
-        max_new_tokens=tf.fill([rows], args.new_tokens),
-        temperature=tf.zeros([rows]),
-        top_k=tf.zeros([rows], tf.int32),
-        top_p=tf.ones([rows]),
-        seed=tf.zeros([rows], tf.int32),
-    )
+    inputs = greedy_inputs([text[i * 1000 : i * 1000 + 60] for i in range(rows)], args.new_tokens)
     for _ in range(3):
         generate(**inputs)
     start = time.perf_counter()
