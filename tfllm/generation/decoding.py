@@ -42,7 +42,7 @@ class GPTDecoder:
             decoding about 4% faster at batch 8). And when the batch is statically one row,
             it writes the two attention products as element-wise products and sums:
             TensorFlow's `BatchMatMulV2` costs about 67 us a call at these shapes on CPU,
-            and exported decoding of one row is about 1.25x faster. With more rows the sums
+            and exported decoding of one row is about 1.2x faster. With more rows the sums
             are slower than the matrix products, and under XLA neither change pays.
 
     Example:
