@@ -45,6 +45,7 @@ from tfllm.training import (
     create_optimizer,
     default_jit_compile,
     training_callbacks,
+    use_pooled_cpu_allocator,
     write_metrics,
 )
 
@@ -229,5 +230,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
     tf.get_logger().setLevel("ERROR")
     main()

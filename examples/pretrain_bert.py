@@ -28,7 +28,14 @@ import tfllm
 from tfllm.data import bert_pretraining_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.training import TimeLimit, create_optimizer, default_jit_compile, training_callbacks, write_metrics
+from tfllm.training import (
+    TimeLimit,
+    create_optimizer,
+    default_jit_compile,
+    training_callbacks,
+    use_pooled_cpu_allocator,
+    write_metrics,
+)
 
 
 def parse_args(argv=None):
@@ -164,5 +171,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
     tf.get_logger().setLevel("ERROR")
     main()

@@ -32,7 +32,7 @@ import tfllm
 from tfllm.data import causal_lm_dataset, classification_dataset, hold_out_lines, samples
 from tfllm.generation import generate_text
 from tfllm.tokenizers import BytePairTokenizer, WordPieceTokenizer
-from tfllm.training import create_optimizer, write_metrics
+from tfllm.training import create_optimizer, use_pooled_cpu_allocator, write_metrics
 
 PROMPTS = ["The lighthouse keeper", "One day the fox"]
 REVIEWS = ["The little cafe was charming and funny.", "This book was a waste of time and money."]
@@ -176,4 +176,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
     main()

@@ -31,7 +31,14 @@ import tfllm
 from tfllm.data import causal_lm_dataset, hold_out_lines
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.data.public import tiny_shakespeare
-from tfllm.training import TimeLimit, create_optimizer, default_jit_compile, training_callbacks, write_metrics
+from tfllm.training import (
+    TimeLimit,
+    create_optimizer,
+    default_jit_compile,
+    training_callbacks,
+    use_pooled_cpu_allocator,
+    write_metrics,
+)
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -182,5 +189,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
     tf.get_logger().setLevel("ERROR")
     main()

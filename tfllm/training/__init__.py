@@ -1,5 +1,6 @@
 """Training: the AdamW factory and schedule, metrics, callbacks."""
 
+from tfllm.training.allocator import pooled_cpu_allocator_in_use, use_pooled_cpu_allocator
 from tfllm.training.compilation import default_jit_compile
 from tfllm.training.callbacks import ResumableBackup, TimeLimit, training_callbacks, write_metrics
 from tfllm.training.metrics import SparseF1Score
@@ -14,6 +15,8 @@ __all__ = [
     "WarmupDecay",
     "create_optimizer",
     "default_jit_compile",
+    "pooled_cpu_allocator_in_use",
     "training_callbacks",
+    "use_pooled_cpu_allocator",
     "write_metrics",
 ]
