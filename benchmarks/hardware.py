@@ -1,8 +1,9 @@
 """The machine a benchmark ran on: a description and its measured matmul peak.
 
-The peak is what `tf.matmul` of two large square matrices reaches in this process, in float32
-and in bfloat16 (oneDNN's kernels on CPU): the fastest of several timed products after a
-warm-up. On a machine shared with other work the rate varies with the load, so the benchmark
+The peak is what a product of two large square matrices reaches in this process, in float32
+and in bfloat16: the fastest of several timed products after a warm-up, each made both by
+`tf.matmul` as it stands (oneDNN's kernels on a CPU) and by `tf.matmul` compiled with XLA
+(Eigen's), since either can be the faster on a given CPU and the training steps use both. On a machine shared with other work the rate varies with the load, so the benchmark
 measures it before and after its training cases and keeps the higher figure. MFU figures divide
 the achieved model FLOP rate by it, so they say how close a training step gets to the best dense
 matmul rate seen on this machine in that run — not to a datasheet figure.
@@ -14,11 +15,11 @@ import time
 
 
 def matmul_peak(size=2048, repeats=7, dtypes=("float32", "bfloat16")):
-    """Measures `tf.matmul` throughput of two `(size, size)` matrices.
+    """Measures the matmul throughput of two `(size, size)` matrices, with and without XLA.
 
     Args:
         size: int, the side of the square matrices.
-        repeats: int, timed products per dtype (the fastest is kept: the peak).
+        repeats: int, timed products per dtype and kernel (the fastest is kept: the peak).
         dtypes: the dtypes to measure.
 
     Returns:
@@ -26,18 +27,20 @@ def matmul_peak(size=2048, repeats=7, dtypes=("float32", "bfloat16")):
     """
     import tensorflow as tf
 
+    kernels = [tf.matmul, tf.function(tf.matmul, jit_compile=True)]
     peak = {}
     for dtype in dtypes:
         a = tf.random.normal((size, size), dtype="float32", seed=1)
         b = tf.random.normal((size, size), dtype="float32", seed=2)
         a, b = tf.cast(a, dtype), tf.cast(b, dtype)
-        for _ in range(2):  # warm-up
-            tf.matmul(a, b).numpy()
         seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            tf.matmul(a, b).numpy()
-            seconds.append(time.perf_counter() - start)
+        for matmul in kernels:
+            for _ in range(2):  # warm-up (XLA compiles)
+                matmul(a, b).numpy()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                matmul(a, b).numpy()
+                seconds.append(time.perf_counter() - start)
         peak[dtype] = 2 * size**3 / min(seconds) / 1e9
     return peak
 

@@ -50,4 +50,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from tfllm.training import use_pooled_cpu_allocator
+
+    use_pooled_cpu_allocator()  # as `python -m benchmarks` does
     main()

@@ -18,9 +18,13 @@ Cases (`--cases`):
 
 Every training case trains both libraries in this process, alternately, from the same weights
 on the same data (see `benchmarks.training`). The MFU is against the float32 or bfloat16
-`tf.matmul` peak measured at the start of the same run (`benchmarks.hardware`). Peak memory is
-measured per case and library in a subprocess of its own (`benchmarks.memory`), for the float32
-XLA variant of each model.
+matmul peak measured at the start of the same run (`benchmarks.hardware`: the faster of
+`tf.matmul` with and without XLA). Peak memory is measured per case and library in a subprocess
+of its own (`benchmarks.memory`), for the float32 XLA variant of each model.
+
+`python -m benchmarks` runs TensorFlow on its pooled CPU allocator
+(`tfllm.training.use_pooled_cpu_allocator`), shared by both libraries and by the memory
+subprocesses; `TF_CPU_ALLOCATOR_USE_BFC=false python -m benchmarks` measures with `malloc`.
 """
 
 import argparse
@@ -35,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from benchmarks import hardware, memory, training  # noqa: E402
+from tfllm.training import pooled_cpu_allocator_in_use  # noqa: E402
 
 CASES = ("small", "gpt2", "bert", "generation")
 DEFAULT_CASES = ("small", "gpt2", "bert")
@@ -125,7 +130,9 @@ def markdown(report):
         f"(1-min load {machine['load_average_1min']:.1f} at start), TensorFlow {machine['tensorflow']}, "
         f"Keras {machine['keras']}, keras-hub {machine['keras_hub']}. Matmul peak measured in this run (the "
         f"best of the measurements before and after the training cases): {peak['float32']:.0f} GFLOP/s "
-        f"float32, {peak['bfloat16']:.0f} GFLOP/s bfloat16 (tf.matmul {settings['matmul_size']}²).",
+        f"float32, {peak['bfloat16']:.0f} GFLOP/s bfloat16 (the faster of tf.matmul with and without XLA, "
+        f"{settings['matmul_size']}²). "
+        f"CPU allocator, shared by both libraries: {settings.get('cpu_allocator', 'not recorded')}.",
         "",
         *(
             []
@@ -229,6 +236,7 @@ def main(argv=None):
     if argv is None and len(sys.argv) > 1:
         command += " " + " ".join(sys.argv[1:])
     machine = hardware.describe()
+    allocator = "pooled (TF_CPU_ALLOCATOR_USE_BFC)" if pooled_cpu_allocator_in_use() else "malloc (TensorFlow's default)"
     peak = hardware.matmul_peak(args.matmul_size)
     peak_runs = [dict(peak)]
     print(f"matmul peak: {peak['float32']:.0f} GFLOP/s float32, {peak['bfloat16']:.0f} GFLOP/s bfloat16", flush=True)
@@ -250,6 +258,7 @@ def main(argv=None):
                 warmup=args.warmup,
                 memory_steps=args.memory_steps,
                 matmul_size=args.matmul_size,
+                cpu_allocator=allocator,
                 optimizer=f"AdamW(learning_rate={training.LEARNING_RATE}, weight_decay={training.WEIGHT_DECAY})",
                 loss="SparseCategoricalCrossentropy(from_logits=True)",
                 seconds=time.perf_counter() - started,

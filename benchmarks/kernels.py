@@ -1,0 +1,103 @@
+"""Single kernels of the small training step, each timed in the plain graph and under XLA.
+
+Where `benchmarks.profile_training` says which ops a step spends its time in, this says how fast
+each of the big ones runs on this CPU, alone, with and without XLA: the tied logits product
+and its two gradients, the two batched attention products, and a dropout mask (what Keras's
+`Dropout` runs on TensorFlow, and a counter-hash mask that fuses under XLA):
+
+    python -m benchmarks.kernels
+    python -m benchmarks.kernels --quick     # tiny shapes, seconds
+
+Figures are the median milliseconds of `--repeats` calls after a warm-up (which compiles), on
+TensorFlow's pooled CPU allocator, as `python -m benchmarks` runs.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _murmur_finalizer(h):
+    import tensorflow as tf
+
+    for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, shift)) * tf.constant(multiplier, tf.uint32)
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def hash_dropout(x, rate, seed):
+    """Dropout by a counter hash: murmur3's finaliser of each element's index mixed with `seed`."""
+    import tensorflow as tf
+
+    index = tf.cast(tf.reshape(tf.range(tf.size(x)), tf.shape(x)), tf.uint32)
+    bits = _murmur_finalizer(_murmur_finalizer(tf.bitwise.bitwise_xor(index, seed[0])) + seed[1])
+    keep = bits >= tf.constant(int(rate * 2**32), tf.uint32)
+    return tf.where(keep, x / (1 - rate), tf.zeros_like(x))
+
+
+def kernels(tokens, hidden, vocabulary, heads, length):
+    """`[(name, flops or None, function, arguments)]` at the given sizes."""
+    import tensorflow as tf
+
+    def normal(*shape):
+        return tf.random.normal(shape, seed=len(shape))
+
+    x, embeddings, logits_grad = normal(tokens, hidden), normal(vocabulary, hidden), normal(tokens, vocabulary)
+    rows, head_dim = tokens // length * heads, hidden // heads
+    query, key, probs = normal(rows, length, head_dim), normal(rows, length, head_dim), normal(rows, length, length)
+    seed = tf.constant([12345, 678], tf.uint32)
+    logits_flops = 2 * tokens * hidden * vocabulary
+    attention_flops = 2 * rows * length * length * head_dim
+    return [
+        ("logits x·Eᵀ", logits_flops, lambda a, b: tf.matmul(a, b, transpose_b=True), (x, embeddings)),
+        ("logits gradient to x (g·E)", logits_flops, tf.matmul, (logits_grad, embeddings)),
+        ("logits gradient to E (gᵀ·x)", logits_flops, lambda a, b: tf.matmul(a, b, transpose_a=True), (logits_grad, x)),
+        ("attention scores q·kᵀ", attention_flops, lambda a, b: tf.matmul(a, b, transpose_b=True), (query, key)),
+        ("attention output p·v", attention_flops, tf.matmul, (probs, key)),
+        ("dropout 0.1 on p, Keras", None, lambda p: tf.nn.experimental.stateless_dropout(p, 0.1, seed=[1, 2]), (probs,)),
+        ("dropout 0.1 on p, counter hash", None, lambda p: hash_dropout(p, 0.1, seed), (probs,)),
+    ]
+
+
+def time_call(function, arguments, repeats):
+    """Median seconds of `function(*arguments)` over `repeats` calls, after two warm-up calls."""
+    for _ in range(2):
+        function(*arguments).numpy()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(*arguments).numpy()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    # The small case of `python -m benchmarks`: batch 16 x sequence 256 tokens, hidden 256.
+    sizes = dict(tokens=128, hidden=32, vocabulary=512, heads=2, length=32) if args.quick else dict(
+        tokens=4096, hidden=256, vocabulary=8192, heads=4, length=256
+    )
+    print(f"{'kernel':<32} {'plain ms':>9} {'XLA ms':>8} {'plain GFLOP/s':>14} {'XLA GFLOP/s':>12}")
+    results = []
+    for name, flops, function, arguments in kernels(**sizes):
+        plain = time_call(tf.function(function), arguments, args.repeats)
+        xla = time_call(tf.function(function, jit_compile=True), arguments, args.repeats)
+        rates = [f"{flops / seconds / 1e9:.1f}" if flops else "-" for seconds in (plain, xla)]
+        print(f"{name:<32} {1000 * plain:9.2f} {1000 * xla:8.2f} {rates[0]:>14} {rates[1]:>12}", flush=True)
+        results.append(dict(kernel=name, plain_seconds=plain, xla_seconds=xla, flops=flops))
+    return results
+
+
+if __name__ == "__main__":
+    from tfllm.training import use_pooled_cpu_allocator
+
+    use_pooled_cpu_allocator()  # as `python -m benchmarks` does
+    main()
