@@ -7,8 +7,9 @@ The token embedding that doubles as the output projection (tied weights) is Kera
 
 from keras.layers import ReversibleEmbedding
 
+from tfllm.layers.dropout import HashDropout
 from tfllm.layers.masked_lm_head import MaskedLMHead
 from tfllm.layers.positional_embedding import PositionalEmbedding
 from tfllm.layers.transformer_block import TransformerBlock
 
-__all__ = ["MaskedLMHead", "PositionalEmbedding", "ReversibleEmbedding", "TransformerBlock"]
+__all__ = ["HashDropout", "MaskedLMHead", "PositionalEmbedding", "ReversibleEmbedding", "TransformerBlock"]

@@ -10,6 +10,7 @@ from tfllm.layers._validation import (
     check_rate,
     get_activation,
 )
+from tfllm.layers.dropout import HashDropout
 
 # Added to attention logits (kept in float32) at masked positions.
 _MASK_VALUE = -1e9
@@ -138,9 +139,9 @@ class TransformerBlock(keras.layers.Layer):
         self.feedforward_output_dense.build((None, None, self.intermediate_dim))
 
         attention_dropout = self.dropout if self.attention_dropout is None else self.attention_dropout
-        self.attention_probs_dropout = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)
-        self.attention_output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
-        self.feedforward_output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.attention_probs_dropout = HashDropout(attention_dropout, dtype=self.dtype_policy)
+        self.attention_output_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
+        self.feedforward_output_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
         self._activation_fn = get_activation(self.activation)
         self.built = True
 

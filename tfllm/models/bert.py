@@ -2,7 +2,7 @@
 
 import keras
 
-from tfllm.layers import PositionalEmbedding, ReversibleEmbedding, TransformerBlock
+from tfllm.layers import HashDropout, PositionalEmbedding, ReversibleEmbedding, TransformerBlock
 from tfllm.models._config import resolve_config
 from tfllm.models.presets import BERT_PRESETS
 
@@ -72,7 +72,7 @@ def BERT(preset=None, *, dtype=None, name="bert", **config):
     x = keras.layers.LayerNormalization(
         epsilon=config["layer_norm_epsilon"], dtype=dtype, name="embeddings_layer_norm"
     )(x)
-    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
+    x = HashDropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
     for i in range(config["num_layers"]):
         x = TransformerBlock(
             num_heads=config["num_heads"],

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfllm.layers import MaskedLMHead
+from tfllm.layers import HashDropout, MaskedLMHead
 from tfllm.layers._validation import check_positive_int, check_rate
 
 _BACKBONE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
@@ -70,7 +70,7 @@ def BERTClassifier(backbone, num_classes, dropout=0.1, name="bert_classifier"):
     check_rate("dropout", dropout)
     inputs = _backbone_inputs()
     pooled = backbone(inputs)["pooled_output"]
-    x = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
+    x = HashDropout(dropout, name="classifier_dropout")(pooled)
     logits = keras.layers.Dense(
         num_classes,
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfllm.layers import PositionalEmbedding, ReversibleEmbedding, TransformerBlock
+from tfllm.layers import HashDropout, PositionalEmbedding, ReversibleEmbedding, TransformerBlock
 from tfllm.models._config import resolve_config
 from tfllm.models.presets import GPT_PRESETS
 
@@ -67,7 +67,7 @@ def GPT(preset=None, *, dtype=None, name="gpt", **config):
         config["max_sequence_length"], initializer=initializer, dtype=dtype, name="position_embedding"
     )(x)
     x = keras.layers.Add(dtype=dtype, name="embeddings_add")([x, positions])
-    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
+    x = HashDropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
     for i in range(config["num_layers"]):
         x = TransformerBlock(
             num_heads=config["num_heads"],
