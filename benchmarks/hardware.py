@@ -3,8 +3,9 @@
 The peak is what a product of two large square matrices reaches in this process, in float32
 and in bfloat16: the fastest of several timed products after a warm-up, each made both by
 `tf.matmul` as it stands (oneDNN's kernels on a CPU) and by `tf.matmul` compiled with XLA
-(Eigen's), since either can be the faster on a given CPU and the training steps use both. On a machine shared with other work the rate varies with the load, so the benchmark
-measures it before and after its training cases and keeps the higher figure. MFU figures divide
+(Eigen's), since either can be the faster on a given CPU and the training steps use both. On
+a machine shared with other work the rate varies with the load, so the benchmark measures it
+before and after its training cases and keeps the higher figure. MFU figures divide
 the achieved model FLOP rate by it, so they say how close a training step gets to the best dense
 matmul rate seen on this machine in that run — not to a datasheet figure.
 """

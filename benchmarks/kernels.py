@@ -3,7 +3,8 @@
 Where `benchmarks.profile_training` says which ops a step spends its time in, this says how fast
 each of the big ones runs on this CPU, alone, with and without XLA: the tied logits product
 and its two gradients, the two batched attention products, and a dropout mask (what Keras's
-`Dropout` runs on TensorFlow, and a counter-hash mask that fuses under XLA):
+`Dropout` runs on TensorFlow, Philox numbers, and `HashDropout`'s counter-hash mask, which XLA
+fuses; the ops alone, without the layers' seed generators):
 
     python -m benchmarks.kernels
     python -m benchmarks.kernels --quick     # tiny shapes, seconds
@@ -20,27 +21,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _murmur_finalizer(h):
-    import tensorflow as tf
-
-    for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, shift)) * tf.constant(multiplier, tf.uint32)
-    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
-
-
-def hash_dropout(x, rate, seed):
-    """Dropout by a counter hash: murmur3's finaliser of each element's index mixed with `seed`."""
-    import tensorflow as tf
-
-    index = tf.cast(tf.reshape(tf.range(tf.size(x)), tf.shape(x)), tf.uint32)
-    bits = _murmur_finalizer(_murmur_finalizer(tf.bitwise.bitwise_xor(index, seed[0])) + seed[1])
-    keep = bits >= tf.constant(int(rate * 2**32), tf.uint32)
-    return tf.where(keep, x / (1 - rate), tf.zeros_like(x))
-
-
 def kernels(tokens, hidden, vocabulary, heads, length):
     """`[(name, flops or None, function, arguments)]` at the given sizes."""
     import tensorflow as tf
+
+    from tfllm.layers.dropout import hash_keep_mask
 
     def normal(*shape):
         return tf.random.normal(shape, seed=len(shape))
@@ -49,6 +34,10 @@ def kernels(tokens, hidden, vocabulary, heads, length):
     rows, head_dim = tokens // length * heads, hidden // heads
     query, key, probs = normal(rows, length, head_dim), normal(rows, length, head_dim), normal(rows, length, length)
     seed = tf.constant([12345, 678], tf.uint32)
+
+    def hash_dropout(p):
+        return tf.where(hash_keep_mask(p.shape, 0.1, seed), p / 0.9, tf.zeros_like(p))
+
     logits_flops = 2 * tokens * hidden * vocabulary
     attention_flops = 2 * rows * length * length * head_dim
     return [
@@ -58,7 +47,7 @@ def kernels(tokens, hidden, vocabulary, heads, length):
         ("attention scores q·kᵀ", attention_flops, lambda a, b: tf.matmul(a, b, transpose_b=True), (query, key)),
         ("attention output p·v", attention_flops, tf.matmul, (probs, key)),
         ("dropout 0.1 on p, Keras", None, lambda p: tf.nn.experimental.stateless_dropout(p, 0.1, seed=[1, 2]), (probs,)),
-        ("dropout 0.1 on p, counter hash", None, lambda p: hash_dropout(p, 0.1, seed), (probs,)),
+        ("dropout 0.1 on p, HashDropout", None, hash_dropout, (probs,)),
     ]
 
 

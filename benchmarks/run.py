@@ -236,7 +236,9 @@ def main(argv=None):
     if argv is None and len(sys.argv) > 1:
         command += " " + " ".join(sys.argv[1:])
     machine = hardware.describe()
-    allocator = "pooled (TF_CPU_ALLOCATOR_USE_BFC)" if pooled_cpu_allocator_in_use() else "malloc (TensorFlow's default)"
+    allocator = (
+        "pooled (TF_CPU_ALLOCATOR_USE_BFC)" if pooled_cpu_allocator_in_use() else "malloc (TensorFlow's default)"
+    )
     peak = hardware.matmul_peak(args.matmul_size)
     peak_runs = [dict(peak)]
     print(f"matmul peak: {peak['float32']:.0f} GFLOP/s float32, {peak['bfloat16']:.0f} GFLOP/s bfloat16", flush=True)
