@@ -84,6 +84,80 @@ def test_bidirectional_output_sees_the_future():
     assert not np.allclose(to_numpy(block(x))[:, 0], to_numpy(block(changed))[:, 0], atol=1e-4)
 
 
+def twin_blocks(block_size, **kwargs):
+    """The same causal block computed in query blocks of `block_size` and as one full square."""
+    blocked = TransformerBlock(
+        num_heads=HEADS, intermediate_dim=32, causal=True, attention_block_size=block_size, **kwargs
+    )
+    square = TransformerBlock.from_config({**blocked.get_config(), "attention_block_size": None})
+    x = random_inputs(seq=10)
+    blocked(x)
+    square(x)
+    square.set_weights(blocked.get_weights())
+    return blocked, square
+
+
+def test_query_blocks_cover_a_causal_sequence():
+    blocked, square = twin_blocks(3)
+    assert blocked._query_blocks(10, cache=None) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert blocked._query_blocks(3, cache=None) is None  # one block: the square itself
+    assert blocked._query_blocks(None, cache=None) is None  # length unknown when traced
+    assert blocked._query_blocks(10, cache=empty_cache(BATCH, 10)) is None
+    assert square._query_blocks(10, cache=None) is None
+    bidirectional = TransformerBlock(num_heads=HEADS, intermediate_dim=32, attention_block_size=3)
+    assert bidirectional._query_blocks(10, cache=None) is None
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_blocked_causal_attention_equals_the_full_square(normalize_first):
+    blocked, square = twin_blocks(3, normalize_first=normalize_first)
+    x = random_inputs(seq=10)
+    np.testing.assert_allclose(to_numpy(blocked(x)), to_numpy(square(x)), atol=1e-5)
+    # With padding (left and right) and an attention mask, sliced per block.
+    padding_mask = np.ones((BATCH, 10), "int32")
+    padding_mask[0, 8:] = 0
+    padding_mask[1, :2] = 0
+    attention_mask = np.random.default_rng(4).integers(0, 2, (BATCH, 10, 10)).astype("int32")
+    attention_mask[:, np.arange(10), np.arange(10)] = 1
+    kwargs = dict(padding_mask=padding_mask, attention_mask=attention_mask)
+    real = padding_mask.astype(bool)
+    np.testing.assert_allclose(to_numpy(blocked(x, **kwargs))[real], to_numpy(square(x, **kwargs))[real], atol=1e-5)
+
+
+def input_and_weight_gradients(block, x):
+    """Gradients of a weighted sum of the block's output to its input and its weights."""
+    weights = np.random.default_rng(5).normal(size=(BATCH, 10, HIDDEN)).astype("float32")
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(block(x) * weights)
+        gradients = tape.gradient(loss, [x] + block.trainable_variables)
+    elif backend == "jax":
+        import jax
+
+        def loss(x, values):
+            outputs, _ = block.stateless_call(values, [], x)
+            return (outputs * weights).sum()
+
+        values = [v.value for v in block.trainable_variables]
+        gradients = jax.grad(loss, argnums=(0, 1))(x, values)
+        gradients = [gradients[0], *gradients[1]]
+    else:
+        pytest.skip(f"no gradient helper for the {backend} backend")
+    return [to_numpy(g) for g in gradients]
+
+
+def test_blocked_causal_attention_has_the_full_square_gradients():
+    blocked, square = twin_blocks(4)
+    x = random_inputs(seq=10)
+    for a, b in zip(input_and_weight_gradients(blocked, x), input_and_weight_gradients(square, x), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 def empty_cache(batch, max_length):
     return np.zeros((batch, 2, max_length, HEADS, HIDDEN // HEADS), "float32")
 
@@ -176,6 +250,7 @@ def test_dropout_only_in_training():
         (dict(attention_dropout=-0.1), "attention_dropout"),
         (dict(activation="not_an_activation"), "activation"),
         (dict(layer_norm_epsilon=0), "layer_norm_epsilon"),
+        (dict(attention_block_size=0), "attention_block_size"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
