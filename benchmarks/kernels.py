@@ -4,7 +4,9 @@ Where `benchmarks.profile_training` says which ops a step spends its time in, th
 each of the big ones runs on this CPU, alone, with and without XLA: the tied logits product
 and its two gradients, the two batched attention products, and a dropout mask (what Keras's
 `Dropout` runs on TensorFlow, Philox numbers, and `HashDropout`'s counter-hash mask, which XLA
-fuses; the ops alone, without the layers' seed generators):
+fuses; the ops alone, without the layers' seed generators), and a whole causal `TransformerBlock`
+forward and backward at the small case's and GPT-2 small's sizes, its attention computed as one
+square of scores and in blocks of 128 queries (its default `attention_block_size`):
 
     python -m benchmarks.kernels
     python -m benchmarks.kernels --quick     # tiny shapes, seconds
@@ -51,6 +53,44 @@ def kernels(tokens, hidden, vocabulary, heads, length):
     ]
 
 
+def block_kernels(batch, length, hidden, heads, attention_block_size):
+    """A causal `TransformerBlock`'s forward and backward at the given sizes, its attention computed
+    as one square of scores and in blocks of `attention_block_size` queries:
+    `[(name, None, function, arguments)]`."""
+    import tensorflow as tf
+
+    from tfllm.layers import TransformerBlock
+
+    inputs = tf.random.normal((batch, length, hidden), seed=1)
+    output_weights = tf.random.normal((batch, length, hidden), seed=2)
+
+    def forward_backward(block_size):
+        block = TransformerBlock(
+            heads,
+            4 * hidden,
+            activation="gelu_approximate",
+            normalize_first=True,
+            causal=True,
+            attention_block_size=block_size,
+        )
+        block.build(inputs.shape)
+
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(block(x) * output_weights)
+            # One scalar, so that nothing (not the weight gradients) is pruned.
+            return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, [x, *block.trainable_variables])])
+
+        return run
+
+    shape = f"{batch}x{length}x{hidden}"
+    return [
+        (f"block {shape}, square", None, forward_backward(None), (inputs,)),
+        (f"block {shape}, blocks of {attention_block_size}", None, forward_backward(attention_block_size), (inputs,)),
+    ]
+
+
 def time_call(function, arguments, repeats):
     """Median seconds of `function(*arguments)` over `repeats` calls, after two warm-up calls."""
     for _ in range(2):
@@ -74,13 +114,17 @@ def main(argv=None):
     sizes = dict(tokens=128, hidden=32, vocabulary=512, heads=2, length=32) if args.quick else dict(
         tokens=4096, hidden=256, vocabulary=8192, heads=4, length=256
     )
-    print(f"{'kernel':<32} {'plain ms':>9} {'XLA ms':>8} {'plain GFLOP/s':>14} {'XLA GFLOP/s':>12}")
+    # Causal blocks of the small case and of GPT-2 small (sequence 1024), with the
+    # default `attention_block_size` against the full square.
+    blocks = [(4, 32, 32, 2, 8)] if args.quick else [(16, 256, 256, 4, 128), (1, 1024, 768, 12, 128)]
+    print(f"{'kernel':<34} {'plain ms':>9} {'XLA ms':>8} {'plain GFLOP/s':>14} {'XLA GFLOP/s':>12}")
     results = []
-    for name, flops, function, arguments in kernels(**sizes):
+    rows = kernels(**sizes) + [row for block in blocks for row in block_kernels(*block)]
+    for name, flops, function, arguments in rows:
         plain = time_call(tf.function(function), arguments, args.repeats)
         xla = time_call(tf.function(function, jit_compile=True), arguments, args.repeats)
         rates = [f"{flops / seconds / 1e9:.1f}" if flops else "-" for seconds in (plain, xla)]
-        print(f"{name:<32} {1000 * plain:9.2f} {1000 * xla:8.2f} {rates[0]:>14} {rates[1]:>12}", flush=True)
+        print(f"{name:<34} {1000 * plain:9.2f} {1000 * xla:8.2f} {rates[0]:>14} {rates[1]:>12}", flush=True)
         results.append(dict(kernel=name, plain_seconds=plain, xla_seconds=xla, flops=flops))
     return results
 

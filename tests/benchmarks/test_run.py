@@ -82,6 +82,7 @@ def test_profile_training_lists_each_librarys_kernels(capsys):
 
 def test_kernel_timings_cover_every_kernel_with_and_without_xla():
     results = kernels.main(["--quick", "--repeats", "1"])
-    assert [row["kernel"] for row in results] == [name for name, *_ in kernels.kernels(128, 32, 512, 2, 32)]
+    expected = kernels.kernels(128, 32, 512, 2, 32) + kernels.block_kernels(4, 32, 32, 2, 8)
+    assert [row["kernel"] for row in results] == [name for name, *_ in expected]
     assert all(row["plain_seconds"] > 0 and row["xla_seconds"] > 0 for row in results)
 
