@@ -158,6 +158,43 @@ def test_blocked_causal_attention_has_the_full_square_gradients():
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("normalize_first, causal", [(True, True), (False, False), (False, True)])
+@pytest.mark.parametrize("output_length", [1, 4, SEQ])
+def test_output_length_gives_the_first_positions_of_the_full_call(normalize_first, causal, output_length):
+    block = TransformerBlock(
+        num_heads=HEADS, intermediate_dim=32, normalize_first=normalize_first, causal=causal, attention_block_size=2
+    )
+    x = random_inputs()
+    padding_mask = np.ones((BATCH, SEQ), "int32")
+    padding_mask[0, 5:] = 0
+    attention_mask = np.random.default_rng(6).integers(0, 2, (BATCH, SEQ, SEQ)).astype("int32")
+    attention_mask[:, np.arange(SEQ), np.arange(SEQ)] = 1
+    kwargs = dict(padding_mask=padding_mask, attention_mask=attention_mask)
+    full = to_numpy(block(x, **kwargs))
+    first = to_numpy(block(x, output_length=output_length, **kwargs))
+    assert first.shape == (BATCH, output_length, HIDDEN)
+    # Keys and values still cover every position: the later tokens change the outputs.
+    np.testing.assert_allclose(first, full[:, :output_length], atol=1e-5)
+    n = output_length
+    alone = to_numpy(block(x[:, :n], padding_mask=padding_mask[:, :n], attention_mask=attention_mask[:, :n, :n]))
+    if output_length < SEQ and not causal:
+        assert not np.allclose(first, alone, atol=1e-3)
+
+
+def test_output_length_above_the_sequence_gives_every_position():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32)
+    x = random_inputs()
+    np.testing.assert_allclose(to_numpy(block(x, output_length=SEQ + 5)), to_numpy(block(x)), atol=1e-6)
+
+
+def test_output_length_is_checked():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=True)
+    with pytest.raises(ValueError, match="output_length"):
+        block(random_inputs(), output_length=0)
+    with pytest.raises(ValueError, match="output_length.*cache"):
+        block(random_inputs(), output_length=1, cache=empty_cache(BATCH, SEQ), cache_index=0)
+
+
 def empty_cache(batch, max_length):
     return np.zeros((batch, 2, max_length, HEADS, HIDDEN // HEADS), "float32")
 

@@ -34,6 +34,17 @@ def test_contract_inputs_and_outputs():
     assert np.all(np.abs(pooled) <= 1.0)  # tanh pooler
 
 
+def test_pooler_reads_the_cls_output_of_the_last_block():
+    # The pooled output comes from a [CLS]-only call of the last block (`output_length=1`):
+    # it must be the pooler applied to the sequence output's first position.
+    model = BERT("bert-test")
+    inputs = bert_inputs()
+    inputs["padding_mask"][0, 7:] = 0
+    outputs = model(inputs)
+    expected = model.get_layer("pooler_dense")(outputs["sequence_output"][:, 0, :])
+    np.testing.assert_allclose(to_numpy(outputs["pooled_output"]), to_numpy(expected), atol=1e-5)
+
+
 def test_padding_leaves_real_positions_unchanged():
     model = BERT("bert-test")
     inputs = bert_inputs(batch=1, seq=6)

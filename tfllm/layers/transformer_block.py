@@ -69,10 +69,18 @@ class TransformerBlock(keras.layers.Layer):
             are then the new tokens, written into the cache at `cache_index`.
         cache_index: int or int tensor, scalar or `(batch,)`: the position of the
             first token of `inputs` in the cache (per row when a vector).
+        output_length: optional int. Compute the outputs of the first
+            `output_length` positions only, e.g. `1` for a classifier that reads
+            the `[CLS]` token of the last block: keys and values still cover the
+            whole sequence, so those outputs are exactly the full call's, while
+            the queries, the attention output and the feed-forward network skip
+            the other positions (three quarters of the block's matmuls). Not
+            with a `cache`. A value above the sequence length gives every position.
         training: bool, whether dropout is active.
 
     Returns:
-        The block's output, same shape as `inputs`; with a `cache`, the tuple
+        The block's output, same shape as `inputs` (with `output_length`, the
+        first `output_length` positions); with a `cache`, the tuple
         `(output, updated_cache)`.
 
     Example:
@@ -164,13 +172,18 @@ class TransformerBlock(keras.layers.Layer):
         attention_mask=None,
         cache=None,
         cache_index=None,
+        output_length=None,
         training=None,
     ):
         x = inputs
-        residual = x
+        if output_length is not None:
+            output_length = check_positive_int("output_length", output_length)
+            if cache is not None:
+                raise ValueError("`output_length` cannot be combined with a `cache`.")
+        residual = x if output_length is None else x[:, :output_length]
         if self.normalize_first:
             x = self.attention_layer_norm(x)
-        x, cache = self._self_attention(x, padding_mask, attention_mask, cache, cache_index, training)
+        x, cache = self._self_attention(x, padding_mask, attention_mask, cache, cache_index, output_length, training)
         x = self.attention_output_dropout(self.attention_output_dense(x), training=training)
         x = x + residual
         if not self.normalize_first:
@@ -189,15 +202,18 @@ class TransformerBlock(keras.layers.Layer):
             return x
         return x, cache
 
-    def _self_attention(self, x, padding_mask, attention_mask, cache, cache_index, training):
-        batch_size, query_length = ops.shape(x)[0], ops.shape(x)[1]
+    def _self_attention(self, x, padding_mask, attention_mask, cache, cache_index, output_length, training):
+        batch_size, sequence_length = ops.shape(x)[0], ops.shape(x)[1]
         # A split rather than slices of a (batch, seq, 3, heads, head_dim) view: the
         # gradient of a split is one concatenation, while each strided slice's gradient
         # writes a zero-filled copy of the whole projection (~15% of a training step
         # without XLA).
-        heads_shape = (batch_size, query_length, self.num_heads, self.head_dim)
+        heads_shape = (batch_size, sequence_length, self.num_heads, self.head_dim)
         # (batch, seq, heads, head_dim) each
         query, key, value = [ops.reshape(part, heads_shape) for part in ops.split(self.qkv_dense(x), 3, axis=-1)]
+        if output_length is not None:
+            query = query[:, :output_length]
+        query_length = ops.shape(query)[1]
 
         if cache is None:
             start = ops.zeros((1,), "int32")
@@ -224,6 +240,8 @@ class TransformerBlock(keras.layers.Layer):
             mask = key_mask if mask is None else ops.logical_and(mask, key_mask)
         if attention_mask is not None:
             attention_mask = ops.cast(attention_mask, "bool")
+            if output_length is not None:
+                attention_mask = attention_mask[:, :output_length]
             mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
 
         query = query * ops.cast(1.0 / self.head_dim**0.5, query.dtype)
