@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import to_numpy
-from tfllm.models import BERT, PRESETS
+from tfllm.models import BERT, PRESETS, BERTClassifier
 
 CONFIG = PRESETS["bert-test"]
 
@@ -43,6 +44,40 @@ def test_pooler_reads_the_cls_output_of_the_last_block():
     outputs = model(inputs)
     expected = model.get_layer("pooler_dense")(outputs["sequence_output"][:, 0, :])
     np.testing.assert_allclose(to_numpy(outputs["pooled_output"]), to_numpy(expected), atol=1e-5)
+
+
+def compiled_matmul_shapes(model, inputs):
+    """The output shapes of the matmuls in `model`'s forward pass as XLA compiles it."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def forward(features):
+            return model(features)
+
+        hlo = tf.function(forward, jit_compile=True).experimental_get_compiler_ir(inputs)(stage="optimized_hlo")
+    elif backend == "jax":
+        import jax
+
+        def forward(trainable, non_trainable, features):
+            return model.stateless_call(trainable, non_trainable, features)[0]
+
+        variables = [[v.value for v in vs] for vs in (model.trainable_variables, model.non_trainable_variables)]
+        hlo = jax.jit(forward).lower(*variables, inputs).compile().as_text()
+    else:
+        pytest.skip(f"no XLA for the {backend} backend")
+    return [tuple(int(d) for d in dims.split(",")) for dims in re.findall(r"= f32\[([\d,]+)\]\S* dot\(", hlo)]
+
+
+def test_classifier_computes_only_cls_in_the_last_block():
+    # The classifier uses the pooled output only: once compiled, the last block's
+    # feed-forward network runs at [CLS] alone, the other blocks' at every token.
+    classifier = BERTClassifier(BERT("bert-test"), num_classes=2)
+    batch, seq, wide = 2, 10, CONFIG["intermediate_dim"]
+    shapes = compiled_matmul_shapes(classifier, bert_inputs(batch, seq))
+    every_token = [s for s in shapes if s in ((batch * seq, wide), (batch, seq, wide))]
+    cls_only = [s for s in shapes if s in ((batch, wide), (batch, 1, wide))]
+    assert (len(every_token), len(cls_only)) == (CONFIG["num_layers"] - 1, 1), shapes
 
 
 def test_padding_leaves_real_positions_unchanged():
