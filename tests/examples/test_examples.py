@@ -10,6 +10,7 @@ import time
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.examples.conftest import EXAMPLES, load_example
@@ -47,6 +48,8 @@ def test_train_gpt(shakespeare_sample, tmp_path):
     assert os.path.exists(tmp_path / "saved_models" / "models.config")
 
 
+# Slow (about 45 s, a killed subprocess and a resumed one): run with `pytest -m slow`.
+@pytest.mark.slow
 def test_train_gpt_resumes_after_a_kill(shakespeare_sample, tmp_path):
     output_dir = str(tmp_path / "gpt")
     command = [sys.executable, os.path.join(EXAMPLES, "train_gpt.py"), "--data", shakespeare_sample,

@@ -20,6 +20,9 @@ def trained_gpt(shakespeare_sample, tmp_path):
     return output_dir
 
 
+# Slow (about 70 s): generation is covered by tests/generation and the exports by tests/export
+# and the quickstart; this runs the example script end to end with `pytest -m slow`.
+@pytest.mark.slow
 def test_generate_from_a_trained_gpt(trained_gpt, tmp_path, capsys):
     generate = load_example("generate").main
     prompts = ["--prompt", "ROMEO:", "--prompt", "First Citizen:\nWe"]
