@@ -2,7 +2,9 @@
 
 Where `benchmarks.profile_training` says which ops a step spends its time in, this says how fast
 each of the big ones runs on this CPU, alone, with and without XLA: the tied logits product
-and its two gradients, the two batched attention products, and a dropout mask (what Keras's
+and its two gradients, the cross-entropy over the logits with its gradient (Keras's
+`SparseCategoricalCrossentropy(from_logits=True)` and tfllm's `SparseCrossEntropy`), the two
+batched attention products, and a dropout mask (what Keras's
 `Dropout` runs on TensorFlow, Philox numbers, and `HashDropout`'s counter-hash mask, which XLA
 fuses; the ops alone, without the layers' seed generators), and a whole causal `TransformerBlock`
 forward and backward at the small case's and GPT-2 small's sizes, its attention computed as one
@@ -27,7 +29,10 @@ def kernels(tokens, hidden, vocabulary, heads, length):
     """`[(name, flops or None, function, arguments)]` at the given sizes."""
     import tensorflow as tf
 
+    import keras
+
     from tfllm.layers.dropout import hash_keep_mask
+    from tfllm.training import SparseCrossEntropy
 
     def normal(*shape):
         return tf.random.normal(shape, seed=len(shape))
@@ -36,6 +41,19 @@ def kernels(tokens, hidden, vocabulary, heads, length):
     rows, head_dim = tokens // length * heads, hidden // heads
     query, key, probs = normal(rows, length, head_dim), normal(rows, length, head_dim), normal(rows, length, length)
     seed = tf.constant([12345, 678], tf.uint32)
+
+    labels = tf.random.uniform((tokens,), 0, vocabulary, tf.int32, seed=3)
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def loss_and_gradient(loss):
+        def run(logits):
+            with tf.GradientTape() as tape:
+                tape.watch(logits)
+                value = loss(labels, logits)
+            # One scalar that needs the whole gradient, so that nothing is pruned.
+            return value + tf.reduce_sum(tape.gradient(value, logits))
+
+        return run
 
     def hash_dropout(p):
         return tf.where(hash_keep_mask(p.shape, 0.1, seed), p / 0.9, tf.zeros_like(p))
@@ -46,6 +64,8 @@ def kernels(tokens, hidden, vocabulary, heads, length):
         ("logits x·Eᵀ", logits_flops, lambda a, b: tf.matmul(a, b, transpose_b=True), (x, embeddings)),
         ("logits gradient to x (g·E)", logits_flops, tf.matmul, (logits_grad, embeddings)),
         ("logits gradient to E (gᵀ·x)", logits_flops, lambda a, b: tf.matmul(a, b, transpose_a=True), (logits_grad, x)),
+        ("cross-entropy + gradient, Keras", None, loss_and_gradient(keras_loss), (logits_grad,)),
+        ("cross-entropy + gradient, tfllm", None, loss_and_gradient(SparseCrossEntropy()), (logits_grad,)),
         ("attention scores q·kᵀ", attention_flops, lambda a, b: tf.matmul(a, b, transpose_b=True), (query, key)),
         ("attention output p·v", attention_flops, tf.matmul, (probs, key)),
         ("dropout 0.1 on p, Keras", None, lambda p: tf.nn.experimental.stateless_dropout(p, 0.1, seed=[1, 2]), (probs,)),

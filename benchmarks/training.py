@@ -2,8 +2,10 @@
 
 Each case builds the tfllm model and the keras-hub model of the same architecture, copies the
 tfllm weights into the keras-hub one (so that both start from the same point and, without
-dropout, should follow the same loss curve), compiles both with the same loss
-(`SparseCategoricalCrossentropy(from_logits=True)`) and optimizer (`AdamW`), and then trains
+dropout, should follow the same loss curve), compiles both with the same optimizer (`AdamW`)
+and each library's cross-entropy on logits (keras-hub's default, Keras's
+`SparseCategoricalCrossentropy(from_logits=True)`, and tfllm's `SparseCrossEntropy`: the same
+values, with the gradient in one pass), and then trains
 them alternately in one process on the same batches: a warm-up (which compiles), then
 `repeats` rounds in which each library runs `steps` training steps, the order rotating each
 round. It reports the median seconds per step, tokens per second, the speed-up (the median of
@@ -200,12 +202,18 @@ def _copy_bert(classifier, target):
     target.output_dense.set_weights(classifier.get_layer("classifier_logits").get_weights())
 
 
-def compile_model(model, spec):
-    """Compiles with the loss and optimizer every library gets, and the case's XLA setting."""
+def compile_model(model, spec, library):
+    """Compiles with the optimizer every library gets, the library's loss and the case's XLA setting."""
+    if library == "tfllm":
+        from tfllm.training import SparseCrossEntropy
+
+        loss = SparseCrossEntropy()
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     keras.Model.compile(
         model,
         optimizer=keras.optimizers.AdamW(learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss,
         jit_compile=spec["xla"],
     )
     return model
@@ -220,7 +228,10 @@ def build_pair(spec, seed=0):
     keras.utils.set_random_seed(seed)
     tfllm_model = build_tfllm(spec)
     keras_hub_model = build_keras_hub(spec, tfllm_model)
-    return {"tfllm": compile_model(tfllm_model, spec), "keras-hub": compile_model(keras_hub_model, spec)}
+    return {
+        "tfllm": compile_model(tfllm_model, spec, "tfllm"),
+        "keras-hub": compile_model(keras_hub_model, spec, "keras-hub"),
+    }
 
 
 def build_one(spec, library, seed=0):
@@ -229,7 +240,7 @@ def build_one(spec, library, seed=0):
         raise ValueError(f"`library` must be one of {LIBRARIES}. Received: library={library!r}")
     keras.utils.set_random_seed(seed)
     model = build_tfllm(spec) if library == "tfllm" else build_keras_hub(spec)
-    return compile_model(model, spec)
+    return compile_model(model, spec, library)
 
 
 # --- FLOPs ------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import tfllm
 from tfllm.data import causal_lm_dataset, classification_dataset, hold_out_lines, samples
 from tfllm.generation import generate_text
 from tfllm.tokenizers import BytePairTokenizer, WordPieceTokenizer
-from tfllm.training import create_optimizer, use_pooled_cpu_allocator, write_metrics
+from tfllm.training import SparseCrossEntropy, create_optimizer, use_pooled_cpu_allocator, write_metrics
 
 PROMPTS = ["The lighthouse keeper", "One day the fox"]
 REVIEWS = ["The little cafe was charming and funny.", "This book was a waste of time and money."]
@@ -61,7 +61,7 @@ def train_gpt(args):
     )
     model.compile(
         optimizer=create_optimizer(3e-3, total_steps=args.gpt_steps, warmup_steps=30, weight_decay=0.01),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=SparseCrossEntropy(),
     )
     history = model.fit(dataset.repeat(), steps_per_epoch=args.gpt_steps // 3, epochs=3, verbose=2)
     return model, tokenizer, history.history["loss"][-1]

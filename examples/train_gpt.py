@@ -32,9 +32,11 @@ from tfllm.data import causal_lm_dataset, hold_out_lines
 from tfllm.tokenizers import BytePairTokenizer
 from tfllm.data.public import tiny_shakespeare
 from tfllm.training import (
+    SparseCrossEntropy,
     TimeLimit,
     create_optimizer,
     default_jit_compile,
+    sparse_cross_entropy,
     training_callbacks,
     use_pooled_cpu_allocator,
     write_metrics,
@@ -83,7 +85,7 @@ def nats_per_character(model, dataset, tokenizer, end_of_text_id):
     total_nll, label_ids = 0.0, []
     for features, labels in dataset:
         logits = model(features, training=False)
-        nll = keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        nll = sparse_cross_entropy(labels, logits)
         total_nll += float(keras.ops.sum(nll))
         label_ids.append(labels.numpy().reshape(-1))
     label_ids = np.concatenate(label_ids)
@@ -142,7 +144,7 @@ def main(argv=None):
             beta_2=0.99,
             gradient_accumulation_steps=args.gradient_accumulation,
         ),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=SparseCrossEntropy(),
         metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
         jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
     )

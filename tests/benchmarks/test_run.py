@@ -1,10 +1,11 @@
 """The benchmark entry point, in its quick mode, on one tiny training case."""
 
 import json
+import re
 
 import numpy as np
 
-from benchmarks import kernels, memory, profile_training, run, training
+from benchmarks import kernels, memory, profile_training, run, step_products, training
 
 
 def test_quick_training_case_writes_json_and_markdown(tmp_path):
@@ -71,13 +72,18 @@ def test_bert_pair_starts_equal_and_trains_identically_without_dropout():
 
 
 def test_profile_training_lists_each_librarys_kernels(capsys):
-    profile_training.main(["--quick", "--steps", "1", "--top", "40"])
+    profile_training.main(["--quick", "--steps", "1", "--top", "200"])
     output = capsys.readouterr().out
     tfllm_part, keras_hub_part = output.split("\nkeras-hub: ")
-    for part in (tfllm_part.split("\ntfllm: ")[1], keras_hub_part):
+    tfllm_part = tfllm_part.split("\ntfllm: ")[1]
+    for part in (tfllm_part, keras_hub_part):
         assert "ms/step unprofiled" in part
-        # Every library's step multiplies matrices and takes the cross-entropy.
-        assert "MatMul" in part and "SparseSoftmaxCrossEntropyWithLogits" in part
+        assert "MatMul" in part
+    # The cross-entropy: Keras's kernel for keras-hub; tfllm's `SparseCrossEntropy` is a
+    # log-sum-exp (the step's only `Log`) with its gradient written out (the only `OneHot`).
+    assert "SparseSoftmaxCrossEntropyWithLogits" in keras_hub_part
+    assert "SparseSoftmaxCrossEntropyWithLogits" not in tfllm_part
+    assert re.search(r"^Log ", tfllm_part, re.MULTILINE) and re.search(r"^OneHot ", tfllm_part, re.MULTILINE)
 
 
 def test_kernel_timings_cover_every_kernel_with_and_without_xla():
@@ -86,3 +92,27 @@ def test_kernel_timings_cover_every_kernel_with_and_without_xla():
     assert [row["kernel"] for row in results] == [name for name, *_ in expected]
     assert all(row["plain_seconds"] > 0 and row["xla_seconds"] > 0 for row in results)
 
+
+
+def test_step_products_add_up_to_the_model_flops():
+    # Every dense product three times (forward and two gradients), six attention products per
+    # layer, the tied logits three times: nanoGPT's 6N + 12·L·H·T per token, less the masked
+    # quarter of the attention square that tfllm's blocks of 128 skip at 256 tokens.
+    config, batch, length = training.SMALL_GPT, 16, 256
+    layers, hidden, ff, vocab = 4, 256, 1024, 8192
+    tokens = batch * length
+    dense_and_logits = 6 * tokens * (layers * (4 * hidden * hidden + 2 * hidden * ff) + vocab * hidden)
+    square_attention = 12 * layers * hidden * length * tokens
+    totals = {}
+    for library in training.LIBRARIES:
+        counts = step_products.step_products(config, batch, length, library)
+        totals[library] = sum(step_products.flops(product) * n for product, n in counts.items())
+    assert totals["keras-hub"] == dense_and_logits + square_attention
+    assert totals["tfllm"] == dense_and_logits + square_attention * 3 // 4
+
+
+def test_step_products_time_both_libraries():
+    result = step_products.main(["--quick", "--repeats", "1", "--rounds", "1"])
+    for library in training.LIBRARIES:
+        assert result[library]["products_seconds"] > 0 and result[library]["step_seconds"] > 0
+    assert result["ceiling"] > 0

@@ -4,6 +4,7 @@ import keras
 
 from tfllm.layers import HashDropout, MaskedLMHead
 from tfllm.layers._validation import check_positive_int, check_rate
+from tfllm.training.losses import SparseCrossEntropy
 
 _BACKBONE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -82,5 +83,5 @@ def BERTClassifier(backbone, num_classes, dropout=0.1, name="bert_classifier"):
 
 
 def masked_lm_loss():
-    """Sparse cross-entropy on logits averaged over the weighted (real) predictions only."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    """Cross-entropy on the vocabulary's logits averaged over the weighted (real) predictions only."""
+    return SparseCrossEntropy(reduction="mean_with_sample_weight")
