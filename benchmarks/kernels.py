@@ -50,8 +50,9 @@ def kernels(tokens, hidden, vocabulary, heads, length):
             with tf.GradientTape() as tape:
                 tape.watch(logits)
                 value = loss(labels, logits)
-            # One scalar that needs the whole gradient, so that nothing is pruned.
-            return value + tf.reduce_sum(tape.gradient(value, logits))
+            # The whole gradient, as a training step needs it (written out for the products that
+            # take it), with the loss added so that nothing is pruned.
+            return tape.gradient(value, logits) + value
 
         return run
 
