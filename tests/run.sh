@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: the whole suite on the TensorFlow backend, then the backend-agnostic
-# layers, models and generation again on JAX. Slow tests are opt-in: `pytest -m slow`.
+# layers, models, generation and the cross-entropy again on JAX. Slow tests are opt-in: `pytest -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pytest -m "not slow" "$@"
-KERAS_BACKEND=jax python -m pytest -m "not slow" tests/layers tests/models tests/generation "$@"
+KERAS_BACKEND=jax python -m pytest -m "not slow" tests/layers tests/models tests/generation tests/training/test_losses.py "$@"
