@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from benchmarks import kernels, memory, profile_training, run, step_products, training
 
@@ -111,6 +112,7 @@ def test_step_products_add_up_to_the_model_flops():
     assert totals["tfllm"] == dense_and_logits + square_attention * 3 // 4
 
 
+@pytest.mark.slow
 def test_step_products_time_both_libraries():
     result = step_products.main(["--quick", "--repeats", "1", "--rounds", "1"])
     for library in training.LIBRARIES:

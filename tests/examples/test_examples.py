@@ -77,6 +77,7 @@ def test_train_gpt_resumes_after_a_kill(shakespeare_sample, tmp_path):
     assert read_metrics(output_dir)["steps"] == 40
 
 
+@pytest.mark.slow
 def test_pretrain_then_finetune(sst2_sample, tmp_path):
     train, dev = sst2_sample
     pretrain_dir = str(tmp_path / "pretrain")
