@@ -18,8 +18,6 @@ products alone is the most any change outside the products could bring tfllm:
 import argparse
 import collections
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -104,23 +102,6 @@ def time_product(product, repeats):
     return kernels.time_call(function, (lhs, rhs), repeats)
 
 
-def time_steps(spec, rounds):
-    """Median seconds of each library's whole training step, alternating, after a warm-up."""
-    models = training.build_pair(spec)
-    inputs, targets = training.make_batches(spec, num_batches=1)[0]
-    seconds = {name: [] for name in models}
-    for name, model in models.items():
-        for _ in range(2):
-            model.train_on_batch(inputs, targets)
-    for round_index in range(rounds):
-        order = list(models) if round_index % 2 == 0 else list(models)[::-1]
-        for name in order:
-            start = time.perf_counter()
-            models[name].train_on_batch(inputs, targets, return_dict=True)["loss"]  # a float: waits
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per product")
@@ -143,7 +124,8 @@ def main(argv=None):
             f"{flops(product) / seconds[product] / 1e9:8.1f} {counts[0]:6d} {counts[1]:9d}"
         )
     floors = {name: sum(seconds[p] * n for p, n in counts.items()) for name, counts in per_library.items()}
-    steps = time_steps(spec, args.rounds)
+    # Both whole steps, alternating, as `python -m benchmarks` times them.
+    steps = {row["library"]: row["seconds_per_step"] for row in training.time_pair(spec, 1, args.rounds, 2)}
     result = {}
     for name in training.LIBRARIES:
         gflop = sum(flops(p) * n for p, n in per_library[name].items()) / 1e9
