@@ -157,6 +157,12 @@ def build_keras_hub(spec, tfllm_model=None):
     return model
 
 
+def _values(variable):
+    """A copy of `variable`'s value: on JAX, assigning the variable itself would share its
+    buffer, which the other model's compiled step then donates (deletes)."""
+    return keras.ops.convert_to_numpy(variable)
+
+
 def _copy_block(block, target, num_heads):
     """tfllm `TransformerBlock` weights into a keras-hub Transformer{Decoder,Encoder} layer.
 
@@ -174,7 +180,7 @@ def _copy_block(block, target, num_heads):
         dense.bias.assign(bias[j])
     output_kernel = keras.ops.convert_to_numpy(block.attention_output_dense.kernel)
     attention._output_dense.kernel.assign(output_kernel.reshape(num_heads, head_dim, hidden))
-    attention._output_dense.bias.assign(block.attention_output_dense.bias)
+    attention._output_dense.bias.assign(_values(block.attention_output_dense.bias))
     target._self_attention_layer_norm.set_weights(block.attention_layer_norm.get_weights())
     target._feedforward_layer_norm.set_weights(block.feedforward_layer_norm.get_weights())
     target._feedforward_intermediate_dense.set_weights(block.feedforward_intermediate_dense.get_weights())
@@ -182,8 +188,8 @@ def _copy_block(block, target, num_heads):
 
 
 def _copy_gpt(model, backbone):
-    backbone.token_embedding.embeddings.assign(model.get_layer("token_embedding").embeddings)
-    backbone.position_embedding.position_embeddings.assign(model.get_layer("position_embedding").embeddings)
+    backbone.token_embedding.embeddings.assign(_values(model.get_layer("token_embedding").embeddings))
+    backbone.position_embedding.position_embeddings.assign(_values(model.get_layer("position_embedding").embeddings))
     for i, target in enumerate(backbone.transformer_layers):
         _copy_block(model.get_layer(f"transformer_block_{i}"), target, backbone.num_heads)
     backbone.layer_norm.set_weights(model.get_layer("final_layer_norm").get_weights())
@@ -192,8 +198,8 @@ def _copy_gpt(model, backbone):
 def _copy_bert(classifier, target):
     encoder = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
     backbone = target.backbone
-    backbone.token_embedding.embeddings.assign(encoder.get_layer("token_embedding").embeddings)
-    backbone.position_embedding.position_embeddings.assign(encoder.get_layer("position_embedding").embeddings)
+    backbone.token_embedding.embeddings.assign(_values(encoder.get_layer("token_embedding").embeddings))
+    backbone.position_embedding.position_embeddings.assign(_values(encoder.get_layer("position_embedding").embeddings))
     backbone.segment_embedding.set_weights(encoder.get_layer("segment_embedding").get_weights())
     backbone.embeddings_layer_norm.set_weights(encoder.get_layer("embeddings_layer_norm").get_weights())
     for i, layer in enumerate(backbone.transformer_layers):
@@ -266,22 +272,57 @@ def flops_per_token(spec, model):
 
 
 class _Trainer:
-    """Steps one compiled model through the shared batches, keeping its losses."""
+    """Steps one compiled model through the shared batches, keeping its losses.
+
+    On TensorFlow each step is `train_on_batch`. On JAX, `train_on_batch` would write every
+    variable back into the model and read the loss after each step, which an accelerator's
+    steps of a few tens of milliseconds would feel; the trainer does what `fit` does instead:
+    after a first `train_on_batch` (which builds and compiles), it carries Keras's training
+    state through the model's own compiled `train_function`, so steps queue on the device
+    while Python prepares the next, and writes the state back in `finish`. Both libraries
+    are stepped the same way.
+    """
 
     def __init__(self, model, batches):
-        import tensorflow as tf
-
         self.model = model
         # Tensors up front: no NumPy conversion inside the timed steps.
-        self.batches = [
-            (tf.nest.map_structure(tf.constant, inputs), tf.constant(targets)) for inputs, targets in batches
-        ]
+        self.batches = [keras.tree.map_structure(keras.ops.convert_to_tensor, batch) for batch in batches]
         self.losses = []
+        self._carries_state = keras.backend.backend() == "jax"
+        self._state = None
 
-    def step(self):
-        inputs, targets = self.batches[len(self.losses) % len(self.batches)]
-        # `train_on_batch` returns the loss as a Python float, which waits for the step.
-        self.losses.append(float(self.model.train_on_batch(inputs, targets, return_dict=True)["loss"]))
+    def run(self, steps):
+        """Trains `steps` steps and returns once they have finished (their losses read)."""
+        first = len(self.losses)
+        losses = [self._step(*self.batches[(first + i) % len(self.batches)]) for i in range(steps)]
+        self.losses.extend(float(loss) for loss in losses)
+
+    def _step(self, inputs, targets):
+        if self._state is None:
+            # `train_on_batch` returns the loss as a Python float, which waits for the step.
+            loss = self.model.train_on_batch(inputs, targets, return_dict=True)["loss"]
+            if self._carries_state:
+                # (trainable, non-trainable, optimizer, metrics) variables' values, as `fit` takes them.
+                self._state = self.model._get_jax_state(True, True, True, True)
+            return loss
+        trainable, non_trainable, optimizer, metrics = self._state
+        # Fresh metric accumulators, so that the logged loss is this step's alone (as
+        # `train_on_batch`'s `reset_metrics` makes it); the compiled step donates its state.
+        metrics = [keras.ops.zeros_like(value) for value in metrics]
+        logs, self._state = self.model.train_function(
+            (trainable, non_trainable, optimizer, metrics), iter([(inputs, targets, None)])
+        )
+        return logs["loss"]
+
+    def finish(self):
+        """Writes the carried state back into the model's variables (JAX)."""
+        if self._state is None:
+            return
+        names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+        self.model._jax_state = dict(zip(names, self._state))
+        self.model._jax_state_synced = False
+        self.model.jax_state_sync()
+        self._state = None
 
 
 def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, matmul_peak=None):
@@ -306,16 +347,17 @@ def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, m
     trainers = {name: _Trainer(model, make_batches(spec, seed=seed)) for name, model in models.items()}
     names = list(trainers)
     for name in names:
-        for _ in range(warmup):
-            trainers[name].step()
+        trainers[name].run(warmup)
     seconds = {name: [] for name in names}
     for repeat in range(repeats):
         # Rotate the order so that no library always runs right after the other.
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             start = time.perf_counter()
-            for _ in range(steps):
-                trainers[name].step()
+            trainers[name].run(steps)
             seconds[name].append((time.perf_counter() - start) / steps)
+
+    for trainer in trainers.values():
+        trainer.finish()
 
     tokens_per_step = spec["batch_size"] * spec["sequence_length"]
     peak_dtype = "bfloat16" if spec["precision"] == "mixed_bfloat16" else "float32"

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pytest -m "not slow" "$@"
-KERAS_BACKEND=jax python -m pytest -m "not slow" tests/layers tests/models tests/generation tests/training/test_losses.py "$@"
+KERAS_BACKEND=jax python -m pytest -m "not slow" tests/layers tests/models tests/generation tests/training/test_losses.py tests/benchmarks/test_gpu.py "$@"

@@ -1,0 +1,166 @@
+"""GPT-2 small training on a GPU with Keras on JAX: tfllm against keras-hub, with nanoGPT's MFU.
+
+    KERAS_BACKEND=jax python -m benchmarks.gpu
+
+The accelerator case of the training benchmark, made for a machine that has JAX but no
+TensorFlow (nothing here imports it): GPT-2 small (124M parameters, 12 layers, 12 heads, hidden
+768, vocabulary padded from 50257 to 50304 as nanoGPT pads it) trained at batch 12, sequence
+1024, `mixed_bfloat16`, no dropout, AdamW, each library's cross-entropy on logits. Both models
+start from the same weights and train alternately in this process on the same batches, with
+`benchmarks.training.time_pair`: per-round medians after a warm-up that compiles.
+
+It reports ms/iteration, tokens/s and model FLOPs utilisation as nanoGPT's `estimate_mfu`
+counts it (6N + 12·L·H·T FLOPs per token) against a datasheet peak, by default the H100's (and
+H200's) 989 TFLOP/s of dense bfloat16, and also against the bfloat16 matmul rate measured on
+the device in the same run (an 8192³ product). Writes `<output>.json` and `<output>.md`.
+
+`--quick` trains a tiny GPT for a few steps instead: the same code path in seconds, on any
+JAX device (the tests run it on a CPU).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import keras
+
+from benchmarks import training
+
+DEFAULT_OUTPUT = os.path.join("benchmarks", "results", "gpu")
+# GPT-2 small with nanoGPT's padded vocabulary (a multiple of 64).
+GPT2_PADDED = dict(training.GPT2_SMALL, vocabulary_size=50304)
+BATCH_SIZE = 12
+SEQUENCE_LENGTH = 1024
+# Dense bfloat16 tensor-core peak of the H100 SXM; the H200 has the same compute.
+H100_BF16_TFLOPS = 989.0
+
+
+def matmul_tflops(size=8192, dtype="bfloat16", repeats=10):
+    """The median rate of `repeats` jitted `(size, size) @ (size, size)` products, in TFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(1), (size, size), dtype)
+    b = jax.random.normal(jax.random.key(2), (size, size), dtype)
+    matmul = jax.jit(jnp.matmul)
+    for _ in range(3):  # warm-up: compiles, and clocks come up
+        matmul(a, b).block_until_ready()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        seconds.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(seconds) / 1e12
+
+
+def describe():
+    """The device, the host and the library versions."""
+    import jax
+    import keras_hub
+
+    devices = jax.devices()
+    return dict(
+        device=devices[0].device_kind,
+        platform=devices[0].platform,
+        device_count=len(devices),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+        keras=keras.__version__,
+        keras_hub=keras_hub.__version__,
+        keras_backend=keras.backend.backend(),
+    )
+
+
+def markdown(report):
+    settings, machine = report["settings"], report["machine"]
+    lines = [
+        f"`{settings['command']}` — {machine['device']} ({machine['platform']}), JAX {machine['jax']}, "
+        f"Keras {machine['keras']}, keras-hub {machine['keras_hub']}. "
+        f"bfloat16 matmul measured in this run ({settings['matmul_size']}³, median of 10): "
+        f"{report['measured_matmul_tflops']:.0f} TFLOP/s; datasheet peak used for MFU: "
+        f"{settings['peak_tflops']:.0f} TFLOP/s.",
+        "",
+        f"{report['case']}: {settings['steps']} steps per round, medians over {settings['repeats']} alternating "
+        f"rounds after {settings['warmup']} warm-up steps; MFU = (6N + 12·L·H·T) × tokens/s / peak; "
+        "speed-up = median of per-round ratios (keras-hub time / tfllm time).",
+        "",
+        "| library | ms/iter | tokens/s | MFU (datasheet peak) | MFU (measured matmul) | speed-up | loss |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["training"]:
+        lines.append(
+            f"| {row['library']} | {row['seconds_per_step'] * 1000:.1f} | {row['tokens_per_second']:,.0f} | "
+            f"{row['mfu']:.1%} | {row['mfu_measured']:.1%} | {row['speedup_vs_keras_hub']:.2f}x | "
+            f"{row['final_loss']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="training steps per library per round")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds (medians over these)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles)")
+    parser.add_argument("--precision", default="mixed_bfloat16", choices=("mixed_bfloat16", "float32"))
+    parser.add_argument("--peak-tflops", type=float, default=H100_BF16_TFLOPS, help="the MFU's peak")
+    parser.add_argument("--matmul-size", type=int, help="side of the measured bf16 matmul (default 8192; 256 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a tiny GPT for a few steps: a smoke test")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="path without extension: writes .json and .md")
+    args = parser.parse_args(argv)
+    if keras.backend.backend() != "jax":
+        raise SystemExit(f"benchmarks.gpu runs Keras on JAX: set KERAS_BACKEND=jax (now {keras.backend.backend()!r}).")
+    if min(args.steps, args.repeats) < 1 or args.warmup < 1:
+        raise SystemExit("--steps and --repeats must be at least 1, --warmup at least 1 (it compiles).")
+
+    if args.quick:
+        spec = training.case("tiny gpt2", "gpt", training.TINY_GPT, 2, 32, args.precision)
+    else:
+        spec = training.case("gpt2-small", "gpt", GPT2_PADDED, BATCH_SIZE, SEQUENCE_LENGTH, args.precision)
+    if args.matmul_size is None:
+        args.matmul_size = 256 if args.quick else 8192
+    peak_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else "float32"
+    measured = matmul_tflops(args.matmul_size, peak_dtype)
+    started = time.perf_counter()
+    rows = training.time_pair(
+        spec, args.steps, args.repeats, args.warmup, matmul_peak={peak_dtype: args.peak_tflops * 1e3}
+    )
+    for row in rows:
+        row["mfu_measured"] = row["achieved_gflops"] / (measured * 1e3)
+
+    config = spec["config"]
+    report = dict(
+        case=(
+            f"{spec['name']} (vocabulary {config['vocabulary_size']}, batch {spec['batch_size']}, "
+            f"seq {spec['sequence_length']}, {args.precision}, dropout 0)"
+        ),
+        settings=dict(
+            command="KERAS_BACKEND=jax python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv),
+            steps=args.steps,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            precision=args.precision,
+            peak_tflops=args.peak_tflops,
+            matmul_size=args.matmul_size,
+            seconds=time.perf_counter() - started,
+        ),
+        machine=describe(),
+        measured_matmul_tflops=measured,
+        training=rows,
+    )
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    with open(args.output + ".json", "w") as file:
+        json.dump(report, file, indent=2, default=str)
+    table = markdown(report)
+    with open(args.output + ".md", "w") as file:
+        file.write(table)
+    print(table)
+    return report
+
+
+if __name__ == "__main__":
+    main()
