@@ -7,7 +7,10 @@ TensorFlow (nothing here imports it): GPT-2 small (124M parameters, 12 layers, 1
 768, vocabulary padded from 50257 to 50304 as nanoGPT pads it) trained at batch 12, sequence
 1024, `mixed_bfloat16`, no dropout, AdamW, each library's cross-entropy on logits. Both models
 start from the same weights and train alternately in this process on the same batches, with
-`benchmarks.training.time_pair`: per-round medians after a warm-up that compiles.
+`benchmarks.training.time_pair`: per-round medians after a warm-up that compiles. tfllm runs
+twice, each time against keras-hub: with its own attention (causal blocks of 128 queries) and
+with `fused_attention=True` (`keras.ops.dot_product_attention`: cuDNN's flash attention on an
+NVIDIA GPU); `--attention` picks one.
 
 It reports ms/iteration, tokens/s and model FLOPs utilisation as nanoGPT's `estimate_mfu`
 counts it (6N + 12·L·H·T FLOPs per token) against a datasheet peak, by default the H100's (and
@@ -89,12 +92,15 @@ def markdown(report):
         f"rounds after {settings['warmup']} warm-up steps; MFU = (6N + 12·L·H·T) × tokens/s / peak; "
         "speed-up = median of per-round ratios (keras-hub time / tfllm time).",
         "",
-        "| library | ms/iter | tokens/s | MFU (datasheet peak) | MFU (measured matmul) | speed-up | loss |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| pair | library | ms/iter | tokens/s | MFU (datasheet peak) | MFU (measured matmul) | speed-up | loss |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["training"]:
+        library = row["library"]
+        if library == "tfllm" and row["tfllm_options"].get("fused_attention"):
+            library += " (fused attention)"
         lines.append(
-            f"| {row['library']} | {row['seconds_per_step'] * 1000:.1f} | {row['tokens_per_second']:,.0f} | "
+            f"| {row['pair']} | {library} | {row['seconds_per_step'] * 1000:.1f} | {row['tokens_per_second']:,.0f} | "
             f"{row['mfu']:.1%} | {row['mfu_measured']:.1%} | {row['speedup_vs_keras_hub']:.2f}x | "
             f"{row['final_loss']:.3f} |"
         )
@@ -109,6 +115,9 @@ def main(argv=None):
     parser.add_argument("--precision", default="mixed_bfloat16", choices=("mixed_bfloat16", "float32"))
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_TFLOPS, help="the MFU's peak")
     parser.add_argument("--matmul-size", type=int, help="side of the measured bf16 matmul (default 8192; 256 with --quick)")
+    parser.add_argument(
+        "--attention", choices=("blocks", "fused", "both"), default="both", help="tfllm's attention (default: both)"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny GPT for a few steps: a smoke test")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="path without extension: writes .json and .md")
     args = parser.parse_args(argv)
@@ -117,20 +126,31 @@ def main(argv=None):
     if min(args.steps, args.repeats) < 1 or args.warmup < 1:
         raise SystemExit("--steps and --repeats must be at least 1, --warmup at least 1 (it compiles).")
 
-    if args.quick:
-        spec = training.case("tiny gpt2", "gpt", training.TINY_GPT, 2, 32, args.precision)
-    else:
-        spec = training.case("gpt2-small", "gpt", GPT2_PADDED, BATCH_SIZE, SEQUENCE_LENGTH, args.precision)
+    name, config, batch_size, length = ("tiny gpt2", training.TINY_GPT, 2, 32) if args.quick else (
+        "gpt2-small", GPT2_PADDED, BATCH_SIZE, SEQUENCE_LENGTH
+    )
+    variants = ["blocks", "fused"] if args.attention == "both" else [args.attention]
+    specs = [
+        training.case(
+            name, "gpt", config, batch_size, length, args.precision, tfllm_options={"fused_attention": v == "fused"}
+        )
+        for v in variants
+    ]
+    spec = specs[0]
     if args.matmul_size is None:
         args.matmul_size = 256 if args.quick else 8192
     peak_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else "float32"
     measured = matmul_tflops(args.matmul_size, peak_dtype)
     started = time.perf_counter()
-    rows = training.time_pair(
-        spec, args.steps, args.repeats, args.warmup, matmul_peak={peak_dtype: args.peak_tflops * 1e3}
-    )
-    for row in rows:
-        row["mfu_measured"] = row["achieved_gflops"] / (measured * 1e3)
+    rows = []
+    for pair, pair_spec in enumerate(specs, 1):
+        results = training.time_pair(
+            pair_spec, args.steps, args.repeats, args.warmup, matmul_peak={peak_dtype: args.peak_tflops * 1e3}
+        )
+        for row in results:
+            row["pair"] = pair
+            row["mfu_measured"] = row["achieved_gflops"] / (measured * 1e3)
+        rows += results
 
     config = spec["config"]
     report = dict(
@@ -144,6 +164,7 @@ def main(argv=None):
             repeats=args.repeats,
             warmup=args.warmup,
             precision=args.precision,
+            attention=variants,
             peak_tflops=args.peak_tflops,
             matmul_size=args.matmul_size,
             seconds=time.perf_counter() - started,

@@ -58,7 +58,9 @@ LEARNING_RATE = 3e-4
 WEIGHT_DECAY = 0.01
 
 
-def case(name, family, config, batch_size, sequence_length, precision="float32", dropout=0.0, xla=True):
+def case(
+    name, family, config, batch_size, sequence_length, precision="float32", dropout=0.0, xla=True, tfllm_options=None
+):
     """Describes one benchmark case (a plain dict, stored as is in the JSON results).
 
     Args:
@@ -70,6 +72,8 @@ def case(name, family, config, batch_size, sequence_length, precision="float32",
         precision: `"float32"` or `"mixed_bfloat16"` (a Keras dtype policy name).
         dropout: float, the model's dropout rate.
         xla: bool, `jit_compile` for the training step.
+        tfllm_options: optional dict of further `tfllm.models.GPT`/`BERT` arguments for
+            tfllm's model alone (e.g. `{"fused_attention": True}`).
 
     Returns:
         A dict with those keys.
@@ -92,6 +96,7 @@ def case(name, family, config, batch_size, sequence_length, precision="float32",
         precision=precision,
         dropout=dropout,
         xla=bool(xla),
+        tfllm_options=dict(tfllm_options or {}),
     )
 
 
@@ -133,7 +138,7 @@ def build_tfllm(spec):
     """The tfllm model for `spec` (uncompiled)."""
     from tfllm.models import BERT, GPT, BERTClassifier
 
-    config = dict(spec["config"], dropout=spec["dropout"])
+    config = dict(spec["config"], dropout=spec["dropout"], **spec.get("tfllm_options", {}))
     if spec["family"] == "gpt":
         return GPT(dtype=spec["precision"], **config)
     backbone = BERT(dtype=spec["precision"], **config)

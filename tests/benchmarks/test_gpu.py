@@ -44,7 +44,11 @@ def test_quick_run_writes_both_libraries(tmp_path):
 
     report = json.loads((tmp_path / "gpu.json").read_text())
     rows = report["training"]
-    assert [row["library"] for row in rows] == ["tfllm", "keras-hub"]
+    # tfllm with its own attention, then with the fused op, each against keras-hub.
+    assert [(row["pair"], row["library"]) for row in rows] == [
+        (1, "tfllm"), (1, "keras-hub"), (2, "tfllm"), (2, "keras-hub")
+    ]
+    assert [row["tfllm_options"]["fused_attention"] for row in rows[::2]] == [False, True]
     assert report["measured_matmul_tflops"] > 0 and report["settings"]["peak_tflops"] == gpu.H100_BF16_TFLOPS
     for row in rows:
         assert row["precision"] == "mixed_bfloat16" and row["dropout"] == 0
@@ -52,8 +56,10 @@ def test_quick_run_writes_both_libraries(tmp_path):
         assert row["mfu"] == pytest.approx(row["achieved_gflops"] / (gpu.H100_BF16_TFLOPS * 1e3))
         assert row["mfu_measured"] > row["mfu"] > 0
     # Same initial weights and batches, no dropout: the same losses (bfloat16 compute).
-    np.testing.assert_allclose(rows[0]["losses"], rows[1]["losses"], rtol=1e-2)
-    assert "| tfllm |" in (tmp_path / "gpu.md").read_text()
+    for row in rows[1:]:
+        np.testing.assert_allclose(row["losses"], rows[0]["losses"], rtol=1e-2)
+    table = (tmp_path / "gpu.md").read_text()
+    assert "| 1 | tfllm |" in table and "| 2 | tfllm (fused attention) |" in table
 
 
 def test_the_full_case_is_nanogpts_gpt2_small():

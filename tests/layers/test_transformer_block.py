@@ -271,6 +271,61 @@ def test_gelu_exact_and_approximate_differ():
     np.testing.assert_allclose(a, b, atol=1e-2)
 
 
+def fused_twins(**kwargs):
+    """The same block with its attention computed by the block itself and by the fused op."""
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, attention_block_size=4, **kwargs)
+    fused = TransformerBlock.from_config({**block.get_config(), "fused_attention": True})
+    x = random_inputs(seq=10)
+    block(x)
+    fused(x)
+    fused.set_weights(block.get_weights())
+    return block, fused
+
+
+@pytest.mark.parametrize("normalize_first, causal", [(True, True), (False, False), (False, True)])
+def test_fused_attention_equals_the_blocks_own(normalize_first, causal):
+    block, fused = fused_twins(normalize_first=normalize_first, causal=causal)
+    assert fused.get_config()["fused_attention"] is True
+    x = random_inputs(seq=10)
+    np.testing.assert_allclose(to_numpy(fused(x)), to_numpy(block(x)), atol=1e-5)
+    # Padding (left and right) and an attention mask; the first positions only.
+    padding_mask = np.ones((BATCH, 10), "int32")
+    padding_mask[0, 8:] = 0
+    padding_mask[1, :2] = 0
+    attention_mask = np.random.default_rng(7).integers(0, 2, (BATCH, 10, 10)).astype("int32")
+    attention_mask[:, np.arange(10), np.arange(10)] = 1
+    kwargs = dict(padding_mask=padding_mask, attention_mask=attention_mask)
+    real = padding_mask.astype(bool)
+    np.testing.assert_allclose(to_numpy(fused(x, **kwargs))[real], to_numpy(block(x, **kwargs))[real], atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(fused(x, output_length=3, **kwargs)), to_numpy(block(x, output_length=3, **kwargs)), atol=1e-5
+    )
+    # Cached decoding: a prompt, then one token at a time.
+    if causal:
+        last_steps = []
+        for twin in (block, fused):
+            _, cache = twin(x[:, :6], cache=empty_cache(BATCH, 10), cache_index=0)
+            output, _ = twin(x[:, 6:7], cache=cache, cache_index=6)
+            last_steps.append(to_numpy(output))
+        np.testing.assert_allclose(last_steps[1], last_steps[0], atol=1e-5)
+
+
+def test_fused_attention_has_the_blocks_gradients():
+    block, fused = fused_twins(normalize_first=True, causal=True)
+    x = random_inputs(seq=10)
+    for a, b in zip(input_and_weight_gradients(fused, x), input_and_weight_gradients(block, x), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_fused_attention_still_drops_attention_probabilities():
+    # Only the attention probabilities are dropped: were they skipped, training would change nothing.
+    block = TransformerBlock(
+        num_heads=HEADS, intermediate_dim=32, dropout=0.0, attention_dropout=0.5, fused_attention=True
+    )
+    x = random_inputs()
+    assert not np.allclose(to_numpy(block(x, training=True)), to_numpy(block(x)), atol=1e-4)
+
+
 def test_dropout_only_in_training():
     block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, dropout=0.5)
     x = random_inputs()
@@ -288,6 +343,7 @@ def test_dropout_only_in_training():
         (dict(activation="not_an_activation"), "activation"),
         (dict(layer_norm_epsilon=0), "layer_norm_epsilon"),
         (dict(attention_block_size=0), "attention_block_size"),
+        (dict(fused_attention="yes"), "fused_attention"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

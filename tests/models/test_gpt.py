@@ -109,6 +109,16 @@ def test_trains_with_jit_compile():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_fused_attention_gives_the_same_logits():
+    model = GPT("gpt-test")
+    fused = GPT("gpt-test", fused_attention=True)
+    fused.set_weights(model.get_weights())
+    inputs = gpt_inputs(batch=2, seq=16)
+    inputs["padding_mask"][1, 12:] = 0
+    real = inputs["padding_mask"].astype(bool)
+    np.testing.assert_allclose(to_numpy(fused(inputs))[real], to_numpy(model(inputs))[real], atol=1e-4)
+
+
 def test_preset_overrides():
     model = GPT("gpt-test", num_layers=3, dropout=0.0)
     assert sum(layer.name.startswith("transformer_block_") for layer in model.layers) == 3

@@ -52,6 +52,13 @@ class TransformerBlock(keras.layers.Layer):
             tensors small. With XLA, a GPT-2 small block trained 1.28x faster
             (`python -m benchmarks.kernels`); `None` computes the full square of
             scores. The result is the same either way.
+        fused_attention: bool. Compute the attention with `keras.ops.dot_product_attention`,
+            which on JAX runs cuDNN's flash attention on NVIDIA GPUs from Ampere on (float16
+            or bfloat16) and Splash attention on TPUs: the scores never reach the device's
+            memory. Elsewhere (TensorFlow, CPUs) that op computes the full square of scores,
+            without `attention_block_size`'s blocks. Dropout on the attention probabilities
+            needs the probabilities, so while it is active (training with a nonzero rate) the
+            block computes its attention itself. The result is the same either way.
         kernel_initializer: initializer for the dense kernels.
         bias_initializer: initializer for the dense biases.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
@@ -101,6 +108,7 @@ class TransformerBlock(keras.layers.Layer):
         normalize_first=False,
         causal=False,
         attention_block_size=128,
+        fused_attention=False,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -119,6 +127,9 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_block_size = (
             None if attention_block_size is None else check_positive_int("attention_block_size", attention_block_size)
         )
+        if not isinstance(fused_attention, bool):
+            raise ValueError(f"`fused_attention` must be a bool. Received: fused_attention={fused_attention!r}")
+        self.fused_attention = fused_attention
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
@@ -225,10 +236,16 @@ class TransformerBlock(keras.layers.Layer):
             key, value = cache[:, 0], cache[:, 1]
         key_length = ops.shape(key)[1]
 
+        fused = self.fused_attention and not (training and self.attention_probs_dropout.rate > 0)
+        # The fused op's own causal mask (top-left aligned) covers a square of a whole sequence.
+        fused_causal = fused and self.causal and cache is None and output_length is None
+
         # (batch or 1, query_seq): the absolute position of each query.
         query_positions = start[:, None] + ops.arange(query_length, dtype="int32")[None, :]
         key_positions = ops.arange(key_length, dtype="int32")
-        if self.causal:
+        if fused_causal:
+            mask = None
+        elif self.causal:
             mask = key_positions[None, None, :] <= query_positions[:, :, None]
         elif cache is not None:
             # A bidirectional block may see every cache slot written so far.
@@ -244,7 +261,14 @@ class TransformerBlock(keras.layers.Layer):
                 attention_mask = attention_mask[:, :output_length]
             mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
 
-        query = query * ops.cast(1.0 / self.head_dim**0.5, query.dtype)
+        scale = 1.0 / self.head_dim**0.5
+        if fused:
+            if mask is not None:
+                # (batch, 1, query_seq, key_seq): the full shape that cuDNN's kernel takes.
+                mask = ops.broadcast_to(mask[:, None], (batch_size, 1, query_length, key_length))
+            attended = ops.dot_product_attention(query, key, value, mask=mask, scale=scale, is_causal=fused_causal)
+            return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), cache
+        query = query * ops.cast(scale, query.dtype)
         blocks = self._query_blocks(query.shape[1], cache)
         if blocks is None:
             attended = self._attend(query, key, value, mask, training)
@@ -311,6 +335,7 @@ class TransformerBlock(keras.layers.Layer):
                 "normalize_first": self.normalize_first,
                 "causal": self.causal,
                 "attention_block_size": self.attention_block_size,
+                "fused_attention": self.fused_attention,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }

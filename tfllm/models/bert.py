@@ -16,6 +16,7 @@ BERT_DEFAULTS = dict(
     num_segments=2,
     dropout=0.1,
     layer_norm_epsilon=1e-12,
+    fused_attention=False,
 )
 
 
@@ -37,7 +38,8 @@ def BERT(preset=None, *, dtype=None, name="bert", **config):
         name: the model's name.
         **config: `vocabulary_size, num_layers, num_heads, hidden_dim,
             intermediate_dim, max_sequence_length, num_segments, dropout,
-            layer_norm_epsilon`; they override the preset's values.
+            layer_norm_epsilon, fused_attention` (see `TransformerBlock`); they
+            override the preset's values.
 
     Returns:
         A Functional `keras.Model` with int32 inputs `{"token_ids",
@@ -82,6 +84,7 @@ def BERT(preset=None, *, dtype=None, name="bert", **config):
             num_heads=config["num_heads"],
             intermediate_dim=config["intermediate_dim"],
             dropout=config["dropout"],
+            fused_attention=config["fused_attention"],
             activation="gelu",
             layer_norm_epsilon=config["layer_norm_epsilon"],
             normalize_first=False,

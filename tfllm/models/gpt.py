@@ -15,6 +15,7 @@ GPT_DEFAULTS = dict(
     max_sequence_length=1024,
     dropout=0.1,
     layer_norm_epsilon=1e-5,
+    fused_attention=False,
 )
 
 
@@ -31,8 +32,8 @@ def GPT(preset=None, *, dtype=None, name="gpt", **config):
         dtype: optional dtype policy, e.g. `"mixed_bfloat16"`.
         name: the model's name.
         **config: `vocabulary_size, num_layers, num_heads, hidden_dim,
-            intermediate_dim, max_sequence_length, dropout, layer_norm_epsilon`;
-            they override the preset's values.
+            intermediate_dim, max_sequence_length, dropout, layer_norm_epsilon,
+            fused_attention` (see `TransformerBlock`); they override the preset's values.
 
     Returns:
         A Functional `keras.Model` with inputs `{"token_ids", "padding_mask"}`
@@ -73,6 +74,7 @@ def GPT(preset=None, *, dtype=None, name="gpt", **config):
             num_heads=config["num_heads"],
             intermediate_dim=config["intermediate_dim"],
             dropout=config["dropout"],
+            fused_attention=config["fused_attention"],
             activation="gelu_approximate",
             layer_norm_epsilon=config["layer_norm_epsilon"],
             normalize_first=True,
