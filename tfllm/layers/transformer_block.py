@@ -54,9 +54,10 @@ class TransformerBlock(keras.layers.Layer):
             scores. The result is the same either way.
         fused_attention: bool. Compute the attention with `keras.ops.dot_product_attention`,
             which on JAX runs cuDNN's flash attention on NVIDIA GPUs from Ampere on (float16
-            or bfloat16) and Splash attention on TPUs: the scores never reach the device's
-            memory. Elsewhere (TensorFlow, CPUs) that op computes the full square of scores,
-            without `attention_block_size`'s blocks. Dropout on the attention probabilities
+            or bfloat16) and Splash attention on TPUs, where they take the call (Keras falls
+            back to XLA's composition otherwise): the scores never reach the device's memory.
+            Elsewhere (TensorFlow, CPUs) that op computes the full square of scores, without
+            `attention_block_size`'s blocks. Dropout on the attention probabilities
             needs the probabilities, so while it is active (training with a nonzero rate) the
             block computes its attention itself. The result is the same either way.
         kernel_initializer: initializer for the dense kernels.
