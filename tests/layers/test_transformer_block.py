@@ -84,17 +84,22 @@ def test_bidirectional_output_sees_the_future():
     assert not np.allclose(to_numpy(block(x))[:, 0], to_numpy(block(changed))[:, 0], atol=1e-4)
 
 
+def twin_of(block, **changes):
+    """A copy of `block` with config `changes` and the same weights (both built on 10 tokens)."""
+    twin = TransformerBlock.from_config({**block.get_config(), **changes})
+    x = random_inputs(seq=10)
+    block(x)
+    twin(x)
+    twin.set_weights(block.get_weights())
+    return twin
+
+
 def twin_blocks(block_size, **kwargs):
     """The same causal block computed in query blocks of `block_size` and as one full square."""
     blocked = TransformerBlock(
         num_heads=HEADS, intermediate_dim=32, causal=True, attention_block_size=block_size, **kwargs
     )
-    square = TransformerBlock.from_config({**blocked.get_config(), "attention_block_size": None})
-    x = random_inputs(seq=10)
-    blocked(x)
-    square(x)
-    square.set_weights(blocked.get_weights())
-    return blocked, square
+    return blocked, twin_of(blocked, attention_block_size=None)
 
 
 def test_query_blocks_cover_a_causal_sequence():
@@ -108,19 +113,24 @@ def test_query_blocks_cover_a_causal_sequence():
     assert bidirectional._query_blocks(10, cache=None) is None
 
 
+def padding_and_attention_masks(seed, seq=10):
+    """Call arguments with left and right padding and a random attention mask (each token sees
+    itself), and the boolean positions of the real tokens."""
+    padding_mask = np.ones((BATCH, seq), "int32")
+    padding_mask[0, seq - 2 :] = 0
+    padding_mask[1, :2] = 0
+    attention_mask = np.random.default_rng(seed).integers(0, 2, (BATCH, seq, seq)).astype("int32")
+    attention_mask[:, np.arange(seq), np.arange(seq)] = 1
+    return dict(padding_mask=padding_mask, attention_mask=attention_mask), padding_mask.astype(bool)
+
+
 @pytest.mark.parametrize("normalize_first", [True, False])
 def test_blocked_causal_attention_equals_the_full_square(normalize_first):
     blocked, square = twin_blocks(3, normalize_first=normalize_first)
     x = random_inputs(seq=10)
     np.testing.assert_allclose(to_numpy(blocked(x)), to_numpy(square(x)), atol=1e-5)
     # With padding (left and right) and an attention mask, sliced per block.
-    padding_mask = np.ones((BATCH, 10), "int32")
-    padding_mask[0, 8:] = 0
-    padding_mask[1, :2] = 0
-    attention_mask = np.random.default_rng(4).integers(0, 2, (BATCH, 10, 10)).astype("int32")
-    attention_mask[:, np.arange(10), np.arange(10)] = 1
-    kwargs = dict(padding_mask=padding_mask, attention_mask=attention_mask)
-    real = padding_mask.astype(bool)
+    kwargs, real = padding_and_attention_masks(seed=4)
     np.testing.assert_allclose(to_numpy(blocked(x, **kwargs))[real], to_numpy(square(x, **kwargs))[real], atol=1e-5)
 
 
@@ -274,12 +284,7 @@ def test_gelu_exact_and_approximate_differ():
 def fused_twins(**kwargs):
     """The same block with its attention computed by the block itself and by the fused op."""
     block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, attention_block_size=4, **kwargs)
-    fused = TransformerBlock.from_config({**block.get_config(), "fused_attention": True})
-    x = random_inputs(seq=10)
-    block(x)
-    fused(x)
-    fused.set_weights(block.get_weights())
-    return block, fused
+    return block, twin_of(block, fused_attention=True)
 
 
 @pytest.mark.parametrize("normalize_first, causal", [(True, True), (False, False), (False, True)])
@@ -289,13 +294,7 @@ def test_fused_attention_equals_the_blocks_own(normalize_first, causal):
     x = random_inputs(seq=10)
     np.testing.assert_allclose(to_numpy(fused(x)), to_numpy(block(x)), atol=1e-5)
     # Padding (left and right) and an attention mask; the first positions only.
-    padding_mask = np.ones((BATCH, 10), "int32")
-    padding_mask[0, 8:] = 0
-    padding_mask[1, :2] = 0
-    attention_mask = np.random.default_rng(7).integers(0, 2, (BATCH, 10, 10)).astype("int32")
-    attention_mask[:, np.arange(10), np.arange(10)] = 1
-    kwargs = dict(padding_mask=padding_mask, attention_mask=attention_mask)
-    real = padding_mask.astype(bool)
+    kwargs, real = padding_and_attention_masks(seed=7)
     np.testing.assert_allclose(to_numpy(fused(x, **kwargs))[real], to_numpy(block(x, **kwargs))[real], atol=1e-5)
     np.testing.assert_allclose(
         to_numpy(fused(x, output_length=3, **kwargs)), to_numpy(block(x, output_length=3, **kwargs)), atol=1e-5
