@@ -37,6 +37,7 @@ def test_quick_training_case_writes_json_and_markdown(tmp_path):
     assert "Each library at its best XLA setting" in table
 
 
+@pytest.mark.slow  # benchmark tooling; CI's time goes to the headline behaviours
 def test_memory_measure_reports_peak_over_imports():
     spec = training.case("tiny", "gpt", training.TINY_GPT, 2, 16, xla=False)
     result = memory.measure_in_subprocess(spec, "tfllm", steps=1)
@@ -72,6 +73,7 @@ def test_bert_pair_starts_equal_and_trains_identically_without_dropout():
     np.testing.assert_allclose(losses["tfllm"], losses["keras-hub"], atol=1e-4)
 
 
+@pytest.mark.slow  # benchmark tooling; CI's time goes to the headline behaviours
 def test_profile_training_lists_each_librarys_kernels(capsys):
     profile_training.main(["--quick", "--steps", "1", "--top", "200"])
     output = capsys.readouterr().out
@@ -87,6 +89,7 @@ def test_profile_training_lists_each_librarys_kernels(capsys):
     assert re.search(r"^Log ", tfllm_part, re.MULTILINE) and re.search(r"^OneHot ", tfllm_part, re.MULTILINE)
 
 
+@pytest.mark.slow  # benchmark tooling; CI's time goes to the headline behaviours
 def test_kernel_timings_cover_every_kernel_with_and_without_xla():
     results = kernels.main(["--quick", "--repeats", "1"])
     expected = kernels.kernels(128, 32, 512, 2, 32) + kernels.block_kernels(4, 32, 32, 2, 8)
