@@ -84,7 +84,8 @@ def markdown(report):
     lines = [
         f"`{settings['command']}` — {machine['device']} ({machine['platform']}), JAX {machine['jax']}, "
         f"Keras {machine['keras']}, keras-hub {machine['keras_hub']}. "
-        f"bfloat16 matmul measured in this run ({settings['matmul_size']}³, median of 10): "
+        f"{'bfloat16' if settings['precision'] == 'mixed_bfloat16' else 'float32'} matmul measured in this run "
+        f"({settings['matmul_size']}³, median of 10): "
         f"{report['measured_matmul_tflops']:.0f} TFLOP/s; datasheet peak used for MFU: "
         f"{settings['peak_tflops']:.0f} TFLOP/s.",
         "",
@@ -92,6 +93,7 @@ def markdown(report):
         f"rounds after {settings['warmup']} warm-up steps; MFU = (6N + 12·L·H·T) × tokens/s / peak; "
         "speed-up = median of per-round ratios (keras-hub time / tfllm time).",
         "",
+        *(["**Partial results**: the run stopped before its last pair.", ""] if not settings.get("complete") else []),
         "| pair | library | ms/iter | tokens/s | MFU (datasheet peak) | MFU (measured matmul) | speed-up | loss |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -107,13 +109,26 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def write(report, output):
+    """Writes `<output>.json` and `<output>.md`; returns the markdown."""
+    os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
+    with open(output + ".json", "w") as file:
+        json.dump(report, file, indent=2, default=str)
+    table = markdown(report)
+    with open(output + ".md", "w") as file:
+        file.write(table)
+    return table
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="training steps per library per round")
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds (medians over these)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles)")
     parser.add_argument("--precision", default="mixed_bfloat16", choices=("mixed_bfloat16", "float32"))
-    parser.add_argument("--peak-tflops", type=float, default=H100_BF16_TFLOPS, help="the MFU's peak")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=H100_BF16_TFLOPS, help="the MFU's peak (default: H100 dense bf16)"
+    )
     parser.add_argument("--matmul-size", type=int, help="side of the measured bf16 matmul (default 8192; 256 with --quick)")
     parser.add_argument(
         "--attention", choices=("blocks", "fused", "both"), default="both", help="tfllm's attention (default: both)"
@@ -142,16 +157,6 @@ def main(argv=None):
     peak_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else "float32"
     measured = matmul_tflops(args.matmul_size, peak_dtype)
     started = time.perf_counter()
-    rows = []
-    for pair, pair_spec in enumerate(specs, 1):
-        results = training.time_pair(
-            pair_spec, args.steps, args.repeats, args.warmup, matmul_peak={peak_dtype: args.peak_tflops * 1e3}
-        )
-        for row in results:
-            row["pair"] = pair
-            row["mfu_measured"] = row["achieved_gflops"] / (measured * 1e3)
-        rows += results
-
     config = spec["config"]
     report = dict(
         case=(
@@ -167,18 +172,23 @@ def main(argv=None):
             attention=variants,
             peak_tflops=args.peak_tflops,
             matmul_size=args.matmul_size,
-            seconds=time.perf_counter() - started,
         ),
         machine=describe(),
         measured_matmul_tflops=measured,
-        training=rows,
+        training=[],
     )
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    with open(args.output + ".json", "w") as file:
-        json.dump(report, file, indent=2, default=str)
-    table = markdown(report)
-    with open(args.output + ".md", "w") as file:
-        file.write(table)
+    for pair, pair_spec in enumerate(specs, 1):
+        results = training.time_pair(
+            pair_spec, args.steps, args.repeats, args.warmup, matmul_peak={peak_dtype: args.peak_tflops * 1e3}
+        )
+        for row in results:
+            row["pair"] = pair
+            row["mfu_measured"] = row["achieved_gflops"] / (measured * 1e3)
+        report["training"] += results
+        report["settings"]["seconds"] = time.perf_counter() - started
+        report["settings"]["complete"] = pair == len(specs)
+        # Written after each pair: a device's time is short, and a failing pair keeps the others.
+        table = write(report, args.output)
     print(table)
     return report
 

@@ -49,6 +49,7 @@ def test_quick_run_writes_both_libraries(tmp_path):
         (1, "tfllm"), (1, "keras-hub"), (2, "tfllm"), (2, "keras-hub")
     ]
     assert [row["tfllm_options"]["fused_attention"] for row in rows[::2]] == [False, True]
+    assert report["settings"]["complete"] is True and "Partial" not in (tmp_path / "gpu.md").read_text()
     assert report["measured_matmul_tflops"] > 0 and report["settings"]["peak_tflops"] == gpu.H100_BF16_TFLOPS
     for row in rows:
         assert row["precision"] == "mixed_bfloat16" and row["dropout"] == 0
