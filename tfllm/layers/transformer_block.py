@@ -262,30 +262,37 @@ class TransformerBlock(keras.layers.Layer):
                 attention_mask = attention_mask[:, :output_length]
             mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
 
-        scale = 1.0 / self.head_dim**0.5
         if fused:
-            if mask is not None:
-                # (batch, 1, query_seq, key_seq): the full shape that cuDNN's kernel takes.
-                mask = ops.broadcast_to(mask[:, None], (batch_size, 1, query_length, key_length))
-            attended = ops.dot_product_attention(query, key, value, mask=mask, scale=scale, is_causal=fused_causal)
-            return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), cache
-        query = query * ops.cast(scale, query.dtype)
-        blocks = self._query_blocks(query.shape[1], cache)
-        if blocks is None:
-            attended = self._attend(query, key, value, mask, training)
+            attended = self._fused_attend(query, key, value, mask, fused_causal)
         else:
-            # Queries [begin, end) of a causal block see keys [0, end) only.
-            attended = ops.concatenate(
-                [
-                    self._attend(
-                        query[:, begin:end], key[:, :end], value[:, :end], mask[:, begin:end, :end], training
-                    )
-                    for begin, end in blocks
-                ],
-                axis=1,
-            )
+            attended = self._blocked_attend(query, key, value, mask, cache, training)
         # (batch, seq, hidden)
         return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), cache
+
+    def _fused_attend(self, query, key, value, mask, causal):
+        """`keras.ops.dot_product_attention` of `(batch, seq, heads, head_dim)` queries, keys and values."""
+        if mask is not None:
+            # (batch, 1, query_seq, key_seq): the full shape that cuDNN's kernel takes.
+            shape = (ops.shape(query)[0], 1, ops.shape(query)[1], ops.shape(key)[1])
+            mask = ops.broadcast_to(mask[:, None], shape)
+        return ops.dot_product_attention(
+            query, key, value, mask=mask, scale=1.0 / self.head_dim**0.5, is_causal=causal
+        )
+
+    def _blocked_attend(self, query, key, value, mask, cache, training):
+        """The block's own attention: one square of scores, or causal blocks of queries."""
+        query = query * ops.cast(1.0 / self.head_dim**0.5, query.dtype)
+        blocks = self._query_blocks(query.shape[1], cache)
+        if blocks is None:
+            return self._attend(query, key, value, mask, training)
+        # Queries [begin, end) of a causal block see keys [0, end) only.
+        return ops.concatenate(
+            [
+                self._attend(query[:, begin:end], key[:, :end], value[:, :end], mask[:, begin:end, :end], training)
+                for begin, end in blocks
+            ],
+            axis=1,
+        )
 
     def _query_blocks(self, query_length, cache):
         """`[(begin, end)]` spans of queries to attend block by block, or `None` for one square."""
