@@ -113,7 +113,7 @@ def write(report, output):
     """Writes `<output>.json` and `<output>.md`; returns the markdown."""
     os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
     with open(output + ".json", "w") as file:
-        json.dump(report, file, indent=2, default=str)
+        json.dump(report, file, indent=2)
     table = markdown(report)
     with open(output + ".md", "w") as file:
         file.write(table)
@@ -151,17 +151,15 @@ def main(argv=None):
         )
         for v in variants
     ]
-    spec = specs[0]
     if args.matmul_size is None:
         args.matmul_size = 256 if args.quick else 8192
     peak_dtype = "bfloat16" if args.precision == "mixed_bfloat16" else "float32"
     measured = matmul_tflops(args.matmul_size, peak_dtype)
     started = time.perf_counter()
-    config = spec["config"]
     report = dict(
         case=(
-            f"{spec['name']} (vocabulary {config['vocabulary_size']}, batch {spec['batch_size']}, "
-            f"seq {spec['sequence_length']}, {args.precision}, dropout 0)"
+            f"{name} (vocabulary {config['vocabulary_size']}, batch {batch_size}, seq {length}, "
+            f"{args.precision}, dropout 0)"
         ),
         settings=dict(
             command="KERAS_BACKEND=jax python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: the whole suite on the TensorFlow backend, then the backend-agnostic
-# layers, models, generation and the cross-entropy again on JAX. Slow tests are opt-in: `pytest -m slow`.
+# layers, models, generation, the cross-entropy and the GPU benchmark's code path again on JAX. Slow tests are opt-in: `pytest -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pytest -m "not slow" "$@"
