@@ -14,11 +14,9 @@ Both sides run alternately in one process after a warm-up; medians of the per-re
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
@@ -30,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 import tfllm  # noqa: E402
 from tfllm.data import BERTInputPacker  # noqa: E402
+from benchmarks import reporting  # noqa: E402
 from tfllm.generation import generate  # noqa: E402
 from tfllm.tokenizers import BytePairTokenizer, WordPieceTokenizer  # noqa: E402
 
@@ -176,16 +175,12 @@ def main(argv=None):
         rows = gpt_case(directory, args.repeats, args.batch_sizes) + classifier_case(directory, args.repeats)
     settings = dict(
         repeats=args.repeats,
-        command=" ".join(["python -m benchmarks.export", *(sys.argv[1:] if argv is None else argv)]),
+        command=reporting.command("python -m benchmarks.export", argv),
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Keras {keras.__version__}",
     )
-    output = os.path.splitext(args.output)[0]
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output + ".json", "w") as file:
-        json.dump(dict(settings=settings, results=rows), file, indent=2)
-    with open(output + ".md", "w") as file:
-        file.write(markdown(rows, settings))
-    print(markdown(rows, settings))
+    table = markdown(rows, settings)
+    reporting.write(args.output, dict(settings=settings, results=rows), table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ goes on a shared machine cancels out).
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +25,7 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import reporting  # noqa: E402
 from tfllm.generation import generate  # noqa: E402
 from tfllm.models import GPT  # noqa: E402
 
@@ -174,17 +173,13 @@ def main(argv=None):
         prompt_length=args.prompt_length,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
-        command=" ".join(["python -m benchmarks.generation", *(sys.argv[1:] if argv is None else argv)]),
+        command=reporting.command("python -m benchmarks.generation", argv),
         threads=args.threads or "default",
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, keras-hub {keras_hub.__version__}",
     )
-    output = os.path.splitext(args.output)[0]
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output + ".json", "w") as file:
-        json.dump(dict(settings=settings, config=CONFIG, results=results), file, indent=2)
-    with open(output + ".md", "w") as file:
-        file.write(markdown(results, settings))
+    report = dict(settings=settings, config=CONFIG, results=results)
+    output = reporting.write(args.output, report, markdown(results, settings))
     print(f"wrote {output}.json and {output}.md")
 
 

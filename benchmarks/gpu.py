@@ -22,16 +22,14 @@ JAX device (the tests run it on a CPU).
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 import keras
 
-from benchmarks import training
+from benchmarks import reporting, training
 
 DEFAULT_OUTPUT = os.path.join("benchmarks", "results", "gpu")
 # GPT-2 small with nanoGPT's padded vocabulary (a multiple of 64).
@@ -109,17 +107,6 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def write(report, output):
-    """Writes `<output>.json` and `<output>.md`; returns the markdown."""
-    os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
-    with open(output + ".json", "w") as file:
-        json.dump(report, file, indent=2)
-    table = markdown(report)
-    with open(output + ".md", "w") as file:
-        file.write(table)
-    return table
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="training steps per library per round")
@@ -162,7 +149,7 @@ def main(argv=None):
             f"{args.precision}, dropout 0)"
         ),
         settings=dict(
-            command="KERAS_BACKEND=jax python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv),
+            command=reporting.command("KERAS_BACKEND=jax python -m benchmarks.gpu", argv),
             steps=args.steps,
             repeats=args.repeats,
             warmup=args.warmup,
@@ -186,7 +173,8 @@ def main(argv=None):
         report["settings"]["seconds"] = time.perf_counter() - started
         report["settings"]["complete"] = pair == len(specs)
         # Written after each pair: a device's time is short, and a failing pair keeps the others.
-        table = write(report, args.output)
+        table = markdown(report)
+        reporting.write(args.output, report, table)
     print(table)
     return report
 

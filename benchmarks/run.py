@@ -28,7 +28,6 @@ subprocesses; `TF_CPU_ALLOCATOR_USE_BFC=false python -m benchmarks` measures wit
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from benchmarks import hardware, memory, training  # noqa: E402
+from benchmarks import hardware, memory, reporting, training  # noqa: E402
 from tfllm.training import pooled_cpu_allocator_in_use  # noqa: E402
 
 CASES = ("small", "gpt2", "bert", "generation")
@@ -232,9 +231,7 @@ def main(argv=None):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             raise ValueError(f"`--{name.replace('_', '-')}` must be positive. Received: {getattr(args, name)}")
 
-    command = "python -m benchmarks" + ("" if argv is None else " " + " ".join(argv))
-    if argv is None and len(sys.argv) > 1:
-        command += " " + " ".join(sys.argv[1:])
+    command = reporting.command("python -m benchmarks", argv)
     machine = hardware.describe()
     allocator = (
         "pooled (TF_CPU_ALLOCATOR_USE_BFC)" if pooled_cpu_allocator_in_use() else "malloc (TensorFlow's default)"
@@ -247,7 +244,6 @@ def main(argv=None):
     rows, memory_rows = [], []
     started = time.perf_counter()
     output = os.path.splitext(args.output)[0]
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
 
     def write(complete):
         """Writes what has been measured so far (a long run that is stopped keeps its results)."""
@@ -273,10 +269,7 @@ def main(argv=None):
             best_xla=best_xla(rows),
             memory=memory_rows,
         )
-        with open(output + ".json", "w") as file:
-            json.dump(report, file, indent=2)
-        with open(output + ".md", "w") as file:
-            file.write(markdown(report))
+        reporting.write(output, report, markdown(report))
         return report
 
     # Memory first: this process's allocator pool keeps the peak of every case it has trained
