@@ -330,7 +330,7 @@ class _Trainer:
         self._state = None
 
 
-def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, matmul_peak=None):
+def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, matmul_peak=None, profile=None):
     """Trains both libraries' models for `spec` alternately and measures them.
 
     Args:
@@ -341,11 +341,16 @@ def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, m
         seed: seed of the weights and the data.
         libraries: which libraries to run (both by default).
         matmul_peak: optional dict `{"float32": GFLOP/s, "bfloat16": GFLOP/s}` for the MFU.
+        profile: optional callable, given `{library: trainer}` after the timed rounds, that
+            profiles further steps (each trainer's `run(steps)` trains on) and returns
+            `{library: a JSON-serializable summary}`, stored as that library's `profile`
+            (`benchmarks.gpu` passes one).
 
     Returns:
         A list with one result dict per library: `seconds_per_step` (median), `tokens_per_second`,
         `speedup_vs_keras_hub` (median of per-round ratios), `mfu`, `final_loss` (the mean of the
-        last `steps` losses), `losses` and the raw per-round `round_seconds`.
+        last `steps` timed losses), `losses` (warm-up and timed) and the raw per-round
+        `round_seconds`.
     """
     models = build_pair(spec, seed)
     models = {name: models[name] for name in libraries}
@@ -361,6 +366,9 @@ def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, m
             trainers[name].run(steps)
             seconds[name].append((time.perf_counter() - start) / steps)
 
+    # The timed steps' losses: the steps a profile adds are not part of the measurement.
+    losses = {name: list(trainer.losses) for name, trainer in trainers.items()}
+    profiles = profile(trainers) if profile is not None else {}
     for trainer in trainers.values():
         trainer.finish()
 
@@ -379,9 +387,11 @@ def time_pair(spec, steps=3, repeats=5, warmup=2, seed=0, libraries=LIBRARIES, m
             round_seconds=seconds[name],
             flops_per_token=flops,
             achieved_gflops=flops * tokens_per_second / 1e9,
-            final_loss=statistics.fmean(trainers[name].losses[-steps:]),
-            losses=trainers[name].losses,
+            final_loss=statistics.fmean(losses[name][-steps:]),
+            losses=losses[name],
         )
+        if name in profiles:
+            result["profile"] = profiles[name]
         if "keras-hub" in seconds:
             ratios = [base / mine for base, mine in zip(seconds["keras-hub"], seconds[name])]
             result["speedup_vs_keras_hub"] = statistics.median(ratios)

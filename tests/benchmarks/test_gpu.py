@@ -1,5 +1,6 @@
 """`benchmarks.gpu` (Keras on JAX) and the state-carrying trainer it times with."""
 
+import gzip
 import json
 
 import keras
@@ -40,7 +41,9 @@ def test_carried_steps_train_exactly_like_train_on_batch():
 @on_jax
 def test_quick_run_writes_both_libraries(tmp_path):
     output = tmp_path / "gpu"
-    gpu.main(["--quick", "--steps", "2", "--repeats", "2", "--warmup", "1", "--output", str(output)])
+    gpu.main(
+        ["--quick", "--steps", "2", "--repeats", "2", "--warmup", "1", "--profile-steps", "1", "--output", str(output)]
+    )
 
     report = json.loads((tmp_path / "gpu.json").read_text())
     rows = report["training"]
@@ -53,7 +56,10 @@ def test_quick_run_writes_both_libraries(tmp_path):
     assert report["measured_matmul_tflops"] > 0 and report["settings"]["peak_tflops"] == gpu.H100_BF16_TFLOPS
     for row in rows:
         assert row["precision"] == "mixed_bfloat16" and row["dropout"] == 0
+        # Warm-up and timed steps only: the profiled step is not part of the measurement.
         assert len(row["losses"]) == 1 + 2 * 2
+        # A CPU run: the profile ran, and its trace holds no GPU kernels.
+        assert row["profile"] == {"steps": 1, "kernels_per_step": 0}
         assert row["mfu"] == pytest.approx(row["achieved_gflops"] / (gpu.H100_BF16_TFLOPS * 1e3))
         assert row["mfu_measured"] > row["mfu"] > 0
     # Same initial weights and batches, no dropout: the same losses (bfloat16 compute).
@@ -61,6 +67,68 @@ def test_quick_run_writes_both_libraries(tmp_path):
         np.testing.assert_allclose(row["losses"], rows[0]["losses"], rtol=1e-2)
     table = (tmp_path / "gpu.md").read_text()
     assert "| 1 | tfllm |" in table and "| 2 | tfllm (fused attention) |" in table
+    assert "Profile, pair 2, tfllm (fused attention), 1 steps under `jax.profiler`: no GPU kernels" in table
+
+
+def write_trace(path, events):
+    with gzip.open(path, "wt") as file:
+        json.dump({"displayTimeUnit": "ns", "traceEvents": events}, file)
+
+
+def test_kernel_summary_sums_the_gpu_streams_of_a_trace(tmp_path):
+    def kernel(tid, name, start, duration, pid=2):
+        return {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": start, "dur": duration}
+
+    events = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "name": "thread_name", "pid": 2, "tid": 7, "args": {"name": "Stream #7(Compute)"}},
+        {"ph": "M", "name": "thread_name", "pid": 2, "tid": 8, "args": {"name": "XLA Ops"}},
+        kernel(1, "host work", 0, 1000, pid=1),
+        kernel(8, "fusion.3", 0, 500),  # the derived op line: not counted again
+        kernel(7, "nvjet_tst_128x256_64x4_1x2_h_bz_coopA_TNT", 0, 100),
+        kernel(7, "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", 100, 50),
+        kernel(7, "loop_add_fusion", 120, 10),  # overlaps the attention kernel: busy once
+        kernel(7, "input_reduce_fusion", 200, 20),
+        kernel(7, "nvjet_tst_128x256_64x4_1x2_h_bz_coopA_TNT", 300, 100),
+    ]
+    path = tmp_path / "x.trace.json.gz"
+    write_trace(path, events)
+
+    summary = gpu.kernel_summary(str(path), steps=2)
+
+    assert summary["kernels_per_step"] == 2.5
+    assert summary["busy_ms_per_step"] == pytest.approx((150 + 20 + 100) / 1000 / 2)
+    assert summary["span_ms_per_step"] == pytest.approx(400 / 1000 / 2)
+    assert summary["categories"] == pytest.approx(
+        {"matrix products": 0.1, "attention (cuDNN)": 0.025, "reductions": 0.01, "element-wise and other fusions": 0.005}
+    )
+    top = summary["top"]
+    assert [kernel["category"] for kernel in top] == [
+        "matrix products", "attention (cuDNN)", "reductions", "element-wise and other fusions"
+    ]
+    assert top[0]["launches_per_step"] == 1 and top[0]["ms_per_step"] == pytest.approx(0.1)
+    assert sum(kernel["share"] for kernel in top) == pytest.approx(1)
+
+    write_trace(path, events[:1] + events[4:5])
+    assert gpu.kernel_summary(str(path), steps=2) == {"kernels_per_step": 0}
+
+
+@pytest.mark.parametrize(
+    "name, category",
+    [
+        ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "matrix products"),
+        ("gemm_fusion_dot_12", "matrix products"),
+        ("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma_f16_knob_3", "attention (cuDNN)"),
+        ("input_reduce_fusion_4", "reductions"),
+        ("loop_multiply_fusion", "element-wise and other fusions"),
+        ("wrapped_convert", "element-wise and other fusions"),
+        ("transpose_fusion_1", "copies"),
+        ("something_new", "other"),
+    ],
+)
+def test_kernel_category(name, category):
+    assert gpu.kernel_category(name) == category
 
 
 def test_the_full_case_is_nanogpts_gpt2_small():
