@@ -56,6 +56,7 @@ def test_flops_per_token_follows_nanogpt():
     assert training.flops_per_token(spec, model) == 6 * n + 12 * layers * hidden * 256
 
 
+@pytest.mark.slow  # benchmark tooling; CI's time goes to the headline behaviours
 def test_bert_pair_starts_equal_and_trains_identically_without_dropout():
     # The BERT case copies tfllm's weights into keras-hub's classifier; without dropout the
     # two must then be one model: the same logits and the same losses step after step.

@@ -28,6 +28,8 @@ def _sentiment_files(tmp_path):
     return str(train), str(dev)
 
 
+# Slow (about 40 s; the import itself is tested in tests/convert): run with `pytest -m slow`.
+@pytest.mark.slow
 def test_finetune_from_a_huggingface_directory(tmp_path):
     hf_directory = str(tmp_path / "hf-bert")
     make_bert_directory(hf_directory)

@@ -100,6 +100,9 @@ def test_pretrain_then_finetune(sst2_sample, tmp_path):
     assert metrics["initialised_from"] == pretrain_dir
 
 
+# Slow (about 80 s; the classifier learns in tests/models, its export answers in tests/export):
+# run with `pytest -m slow`.
+@pytest.mark.slow
 def test_finetune_from_scratch_learns_and_holds_out_10_percent(tmp_path):
     """A topic word decides the label: a working pipeline and model beat chance (1/3) by far.
 
