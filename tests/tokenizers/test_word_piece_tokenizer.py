@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from tests.tokenizers._export import export, op_types, run_in_fresh_process
+from tests.tokenizers._text import TRICKY_STRINGS
 from tfllm.tokenizers import WordPieceTokenizer
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -28,9 +29,12 @@ MISSING_FROM_OLDER_SERVERS = {"TFText>Utf8Binarize", "TFText>RoundRobinTrim", "T
 TOY_VOCABULARY = [*SPECIAL, "the", "qu", "##ick", "br", "##own", "fox", ".", "cafe", "Café", "Caf", "##é"]
 
 
+VOCABULARY_SIZE = 500  # the shipped samples hold enough words for it
+
+
 @pytest.fixture(scope="module")
-def sst2_tokenizer(sst2_sentences):
-    return WordPieceTokenizer.train(sst2_sentences[0], 8192)
+def tokenizer(sentences):
+    return WordPieceTokenizer.train(sentences, VOCABULARY_SIZE)
 
 
 def hugging_face_bert(tokenizer, lowercase=True, strip_accents=True):
@@ -45,35 +49,76 @@ def hugging_face_bert(tokenizer, lowercase=True, strip_accents=True):
 # ----------------------------------------------------------------- training
 
 
-def test_trained_vocabulary_starts_with_special_tokens(sst2_tokenizer):
-    vocabulary = sst2_tokenizer.get_vocabulary()
-    assert sst2_tokenizer.vocabulary_size() == len(vocabulary) == 8192
+def test_trained_vocabulary_starts_with_special_tokens(tokenizer):
+    vocabulary = tokenizer.get_vocabulary()
+    assert tokenizer.vocabulary_size() == len(vocabulary) == VOCABULARY_SIZE
     assert vocabulary[:5] == SPECIAL
     assert (
-        sst2_tokenizer.pad_token_id,
-        sst2_tokenizer.unknown_token_id,
-        sst2_tokenizer.cls_token_id,
-        sst2_tokenizer.sep_token_id,
-        sst2_tokenizer.mask_token_id,
+        tokenizer.pad_token_id,
+        tokenizer.unknown_token_id,
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.mask_token_id,
     ) == (0, 1, 2, 3, 4)
 
 
-def test_equals_hugging_face_bert_pipeline_on_sst2(sst2_tokenizer, sst2_sentences):
-    # The in-graph tokenizer with the trained vocabulary splits SST-2 exactly as Hugging Face's
-    # BertNormalizer + BertPreTokenizer + WordPiece do with it.
-    texts = sst2_sentences[1] + ["Caf\u00e9 na\u00efve \u00c9COLE", "a\u00a0b", "tab\tnew\nline", "don't stop"]
-    reference = hugging_face_bert(sst2_tokenizer)
-    ours = sst2_tokenizer(texts).to_list()
+ODD_TEXTS = ["Caf\u00e9 na\u00efve \u00c9COLE", "a\u00a0b", "tab\tnew\nline", "don't stop"]
+# Where the in-graph pipeline (keras-hub's normalizer and splitter) and Hugging Face's split
+# differently today: line and paragraph separators and NEL, emoji joined by U+200D,
+# compatibility characters ("Ⅻ"), zero-width characters, and NUL (which loses the rest of the
+# text: `test_text_after_a_nul_character_is_kept`). Not this test's to change.
+DIFFERS_FROM_HUGGING_FACE = ("\u2028", "\u200d", "\u216b", "\u200b", "\x00")
+AGREED_TRICKY_STRINGS = [text for text in TRICKY_STRINGS if not any(c in text for c in DIFFERS_FROM_HUGGING_FACE)]
+
+
+def assert_equals_hugging_face_bert(tokenizer, texts):
+    # The in-graph tokenizer splits the texts exactly as Hugging Face's BertNormalizer +
+    # BertPreTokenizer + WordPiece do with the same vocabulary.
+    reference = hugging_face_bert(tokenizer)
+    ours = tokenizer(texts).to_list()
     theirs = [encoding.ids for encoding in reference.encode_batch(texts)]
     mismatches = [(text, a, b) for text, a, b in zip(texts, ours, theirs) if a != b]
     assert not mismatches, mismatches[:3]
 
 
-def test_training_is_deterministic(sst2_sentences):
-    # Hugging Face's WordPiece trainer alone is not (huggingface/tokenizers#1794).
-    texts = sst2_sentences[0][:20000]
-    vocabularies = [WordPieceTokenizer.train(texts, 3000).get_vocabulary() for _ in range(3)]
+def test_equals_hugging_face_bert_pipeline_on_the_samples(tokenizer, sentences):
+    texts = sentences + [sentence.upper() for sentence in sentences[:20]] + ODD_TEXTS + AGREED_TRICKY_STRINGS
+    # Words of several pieces and unknown words are both exercised.
+    pieces = [tokenizer.id_to_token(i) for row in tokenizer(texts).to_list() for i in row]
+    assert sum(piece.startswith("##") for piece in pieces) > 500 and "[UNK]" in pieces
+    assert_equals_hugging_face_bert(tokenizer, texts)
+
+
+@pytest.mark.slow  # SST-2's 60K sentences: the samples above run by default
+def test_equals_hugging_face_bert_pipeline_on_sst2(sst2_sentences):
+    tokenizer = WordPieceTokenizer.train(sst2_sentences[0], 8192)
+    assert tokenizer.vocabulary_size() == 8192
+    assert_equals_hugging_face_bert(tokenizer, sst2_sentences[1] + ODD_TEXTS)
+
+
+@pytest.mark.xfail(strict=True, reason="tfllm's WordPieceTokenizer drops everything after a NUL character")
+def test_text_after_a_nul_character_is_kept(tokenizer):
+    # Hugging Face's BertNormalizer removes control characters and keeps the words around them.
+    assert tokenizer("a good \x00 film").numpy().tolist() == tokenizer("a good film").numpy().tolist()
+
+
+def test_training_is_deterministic(sentences):
+    vocabularies = [WordPieceTokenizer.train(sentences, 400).get_vocabulary() for _ in range(3)]
     assert vocabularies[0] == vocabularies[1] == vocabularies[2]
+
+
+def test_hugging_face_training_alone_is_not_deterministic_on_this_corpus(sentences):
+    # What the test above guards against (huggingface/tokenizers#1794): the trainer alone
+    # numbers tokens differently from run to run, so the corpus can show a regression.
+    def train():
+        reference = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        reference.normalizer = normalizers.BertNormalizer()
+        reference.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        reference.train_from_iterator(sentences, trainers.WordPieceTrainer(vocab_size=400, special_tokens=SPECIAL, show_progress=False))
+        vocabulary = reference.get_vocab()
+        return tuple(sorted(vocabulary, key=vocabulary.get))
+
+    assert len({train() for _ in range(6)}) > 1
 
 
 def test_train_from_files_and_cased(tmp_path):
@@ -119,47 +164,48 @@ def test_lowercase_and_strip_accents_options(lowercase, strip_accents, expected)
     assert [tokenizer.id_to_token(i) for i in tokenizer("Café").numpy()] == expected
 
 
-def test_round_trip_of_lower_case_text_and_unknown_characters(sst2_tokenizer):
+def test_round_trip_of_lower_case_text_and_unknown_characters(tokenizer):
     text = "the movie is a charming and often affecting journey"
-    assert sst2_tokenizer.detokenize(sst2_tokenizer(text)).numpy().decode() == text
-    ids = sst2_tokenizer("The Movie, isn't it?").numpy()
-    assert sst2_tokenizer.detokenize(ids).numpy() == b"the movie , isn ' t it ?"
-    ids = sst2_tokenizer("good ☃ 日本").numpy().tolist()
-    assert ids[1:] == [sst2_tokenizer.unknown_token_id] * 3
+    assert tokenizer.detokenize(tokenizer(text)).numpy().decode() == text
+    ids = tokenizer("The Movie, isn't it.").numpy()
+    assert tokenizer.detokenize(ids).numpy() == b"the movie , isn ' t it ."
+    ids = tokenizer("good ☃ 日本").numpy().tolist()
+    assert ids == tokenizer("good").numpy().tolist() + [tokenizer.unknown_token_id] * 3
 
 
-def test_special_tokens_are_never_produced_from_text(sst2_tokenizer):
-    ids = sst2_tokenizer("[CLS] hello [SEP] [MASK] [PAD]").numpy().tolist()
+def test_special_tokens_are_never_produced_from_text(tokenizer):
+    ids = tokenizer("[CLS] hello [SEP] [MASK] [PAD]").numpy().tolist()
     for name in ("cls", "sep", "mask", "pad"):
-        assert getattr(sst2_tokenizer, f"{name}_token_id") not in ids
+        assert getattr(tokenizer, f"{name}_token_id") not in ids
 
 
-def test_eager_calls_return_tensors_like_graph_calls(sst2_tokenizer):
+def test_eager_calls_return_tensors_like_graph_calls(tokenizer):
     texts = ["A gorgeous, witty film.", "", "Not really."]
-    eager = sst2_tokenizer(texts)
+    eager = tokenizer(texts)
     assert isinstance(eager, tf.RaggedTensor) and eager.dtype == tf.int32
-    single = sst2_tokenizer(texts[0])
+    single = tokenizer(texts[0])
     assert isinstance(single, tf.Tensor) and single.shape.rank == 1
     assert single.numpy().tolist() == eager[0].numpy().tolist()
-    mapped = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(sst2_tokenizer)
+    mapped = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(tokenizer)
     assert [row for batch in mapped for row in batch.to_list()] == eager.to_list()
-    traced = tf.function(sst2_tokenizer)(tf.constant(texts))
+    traced = tf.function(tokenizer)(tf.constant(texts))
     assert traced.to_list() == eager.to_list()
-    text = sst2_tokenizer.detokenize(eager)
+    text = tokenizer.detokenize(eager)
     assert isinstance(text, tf.Tensor) and text.shape == (3,)
-    assert sst2_tokenizer.detokenize(single.numpy()).shape == ()
-    assert sst2_tokenizer.detokenize([[5, 6], [7]]).shape == (2,)
+    assert tokenizer.detokenize(single.numpy()).shape == ()
+    lists = tokenizer(["the movie", "is good"]).to_list()
+    assert tokenizer.detokenize(lists).numpy().tolist() == [b"the movie", b"is good"]
 
 
-def test_bad_inputs(sst2_tokenizer):
-    ids = sst2_tokenizer(tf.constant([b"ok \xff\xfe", b"caf\xc3"])).to_list()
+def test_bad_inputs(tokenizer):
+    ids = tokenizer(tf.constant([b"ok \xff\xfe", b"caf\xc3"])).to_list()
     # Each invalid sequence reads as U+FFFD, which no vocabulary word spells.
-    assert ids[0] == [*sst2_tokenizer("ok").numpy(), sst2_tokenizer.unknown_token_id]
-    assert ids[1] == [sst2_tokenizer.unknown_token_id]
+    assert ids[0] == [*tokenizer("ok").numpy(), tokenizer.unknown_token_id]
+    assert ids[1] == [tokenizer.unknown_token_id]
     with pytest.raises(ValueError, match="strings"):
-        sst2_tokenizer([1, 2])
+        tokenizer([1, 2])
     with pytest.raises(ValueError, match="Received the id 9000"):
-        sst2_tokenizer.detokenize([1, 9000])
+        tokenizer.detokenize([1, 9000])
 
 
 # ----------------------------------------------------------------- vocabulary files and checks
@@ -174,15 +220,15 @@ def test_constructor_validates_the_vocabulary():
         WordPieceTokenizer([*SPECIAL, ""])
 
 
-def test_save_and_load(sst2_tokenizer, tmp_path):
-    sst2_tokenizer.save(str(tmp_path))
+def test_save_and_load(tokenizer, tmp_path):
+    tokenizer.save(str(tmp_path))
     lines = (tmp_path / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    assert lines[:-1] == sst2_tokenizer.get_vocabulary() and lines[-1] == ""
+    assert lines[:-1] == tokenizer.get_vocabulary() and lines[-1] == ""
     loaded = WordPieceTokenizer.load(str(tmp_path))
-    assert loaded.get_vocabulary() == sst2_tokenizer.get_vocabulary()
-    assert loaded("Hello, World!").numpy().tolist() == sst2_tokenizer("Hello, World!").numpy().tolist()
+    assert loaded.get_vocabulary() == tokenizer.get_vocabulary()
+    assert loaded("Hello, World!").numpy().tolist() == tokenizer("Hello, World!").numpy().tolist()
     from_file = WordPieceTokenizer(str(tmp_path / "vocab.txt"))
-    assert from_file.get_vocabulary() == sst2_tokenizer.get_vocabulary()
+    assert from_file.get_vocabulary() == tokenizer.get_vocabulary()
 
 
 def test_load_keeps_case_settings_and_reads_hugging_face_config(tmp_path):
@@ -220,8 +266,8 @@ def test_keras_file_round_trip(tmp_path):
 # ----------------------------------------------------------------- serving
 
 
-def test_saved_model_ops_are_served_and_run_in_fresh_process(sst2_tokenizer, tmp_path):
-    path = export(sst2_tokenizer, str(tmp_path / "wordpiece"))
+def test_saved_model_ops_are_served_and_run_in_fresh_process(tokenizer, tmp_path):
+    path = export(tokenizer, str(tmp_path / "wordpiece"))
     ops = op_types(path)
     assert not {op for op in ops if "PyFunc" in op}
     assert ops & TF_TEXT_OPS == {
@@ -235,10 +281,10 @@ def test_saved_model_ops_are_served_and_run_in_fresh_process(sst2_tokenizer, tmp
     texts = ["A gorgeous, witty film.", "", "Café ☃ \u00a0 [MASK]"]
     result = run_in_fresh_process(path, texts, str(tmp_path))
     assert result["modules"] == []
-    assert result["ids"] == sst2_tokenizer(texts).to_list()
-    assert result["text"] == [t.decode() for t in sst2_tokenizer.detokenize(sst2_tokenizer(texts)).numpy()]
+    assert result["ids"] == tokenizer(texts).to_list()
+    assert result["text"] == [t.decode() for t in tokenizer.detokenize(tokenizer(texts)).numpy()]
 
 
-def test_vocabulary_sizes_are_plain_ints(sst2_tokenizer):
-    assert isinstance(sst2_tokenizer.vocabulary_size(), int)
-    assert isinstance(sst2_tokenizer.token_to_id("the"), (int, np.integer))
+def test_vocabulary_sizes_are_plain_ints(tokenizer):
+    assert isinstance(tokenizer.vocabulary_size(), int)
+    assert isinstance(tokenizer.token_to_id("the"), (int, np.integer))
