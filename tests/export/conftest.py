@@ -14,6 +14,8 @@ import keras
 import pytest
 
 import tfllm
+from tests.data_files import sample_sentences
+from tfllm.data.samples import STORIES
 from tfllm.export import export_classifier, export_gpt, export_masked_lm
 from tfllm.tokenizers import BytePairTokenizer, WordPieceTokenizer
 
@@ -22,19 +24,11 @@ SEQUENCE_LENGTH = 24
 LABELS = ["negative", "positive"]
 
 
-def _data_path(relative):
-    here = os.path.dirname(__file__)
-    return os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data", relative))
-
-
 @pytest.fixture(scope="session")
 def gpt_bundle(tmp_path_factory):
     """(model, tokenizer, version path) of a tiny GPT exported with the defaults."""
     directory = tmp_path_factory.mktemp("gpt")
-    corpus = directory / "corpus.txt"
-    with open(_data_path("tinyshakespeare.txt"), encoding="utf-8") as file:
-        corpus.write_text(file.read()[:30_000], encoding="utf-8")
-    tokenizer = BytePairTokenizer.train([str(corpus)], vocabulary_size=400)
+    tokenizer = BytePairTokenizer.train([STORIES], vocabulary_size=400)
     keras.utils.set_random_seed(3)
     model = tfllm.models.GPT(
         vocabulary_size=tokenizer.vocabulary_size(),
@@ -49,13 +43,8 @@ def gpt_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def wordpiece(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("wordpiece")
-    sentences = directory / "sentences.txt"
-    with open(_data_path("sst2/train.tsv"), encoding="utf-8") as file:
-        lines = [line.split("\t")[0] for line in file.read().splitlines()[1:3000]]
-    sentences.write_text("\n".join(lines), encoding="utf-8")
-    return WordPieceTokenizer.train([str(sentences)], vocabulary_size=800)
+def wordpiece():
+    return WordPieceTokenizer.train(sample_sentences(), vocabulary_size=500)
 
 
 def tiny_bert(tokenizer):
@@ -71,21 +60,24 @@ def tiny_bert(tokenizer):
 
 @pytest.fixture(scope="session")
 def classifier_bundle(wordpiece, tmp_path_factory):
-    """(classifier, tokenizer, version path) of a tiny BERT classifier, text pairs."""
+    """(classifier, its BERT, tokenizer, version path) of a tiny BERT classifier, text pairs."""
     keras.utils.set_random_seed(4)
-    model = tfllm.models.BERTClassifier(tiny_bert(wordpiece), num_classes=2)
+    backbone = tiny_bert(wordpiece)
+    model = tfllm.models.BERTClassifier(backbone, num_classes=2)
     base = tmp_path_factory.mktemp("classifier") / "saved_models" / "sentiment"
     path = export_classifier(model, wordpiece, LABELS, base, sequence_length=SEQUENCE_LENGTH, text_pair=True)
-    return model, wordpiece, path
+    return model, backbone, wordpiece, path
 
 
 @pytest.fixture(scope="session")
 def masked_lm_bundle(wordpiece, tmp_path_factory):
+    """(pretrainer, its BERT, tokenizer, version path) of a tiny fill-mask export."""
     keras.utils.set_random_seed(5)
-    pretrainer = tfllm.models.BERTPretrainer(tiny_bert(wordpiece))
+    backbone = tiny_bert(wordpiece)
+    pretrainer = tfllm.models.BERTPretrainer(backbone)
     base = tmp_path_factory.mktemp("masked_lm") / "saved_models" / "fill_mask"
     path = export_masked_lm(pretrainer, wordpiece, base, sequence_length=SEQUENCE_LENGTH, top_k=3, max_masks=2)
-    return pretrainer, wordpiece, path
+    return pretrainer, backbone, wordpiece, path
 
 
 _FRESH = textwrap.dedent(

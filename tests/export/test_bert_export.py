@@ -10,53 +10,78 @@ TEXTS = ["a gripping , funny film", "dull and lifeless", "", "😀 \u0007"]
 PAIRS = ["really", "", "x", "y"]
 
 
+def softmax(logits):
+    logits = np.asarray(logits, "float64")
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def mean_pooled(backbone, features):
+    """The mean of the BERT's final hidden states over the real tokens, in NumPy."""
+    hidden = np.asarray(backbone.predict_on_batch(features)["sequence_output"], "float64")
+    mask = np.asarray(features["padding_mask"], "float64")[:, :, None]
+    return (hidden * mask).sum(1) / mask.sum(1)
+
+
 def test_classifier_in_a_fresh_process_equals_the_keras_model(classifier_bundle, tmp_path):
-    model, tokenizer, path = classifier_bundle
+    model, backbone, tokenizer, path = classifier_bundle
     long_text = "so good " * 100
+    odd_texts, odd_pairs = [long_text.encode(), b"\xff\x00\xc3"], [long_text.encode(), b""]
     requests = [
         ["serving_default", {"text": TEXTS, "text_pair": PAIRS}],
-        ["serving_default", {"text": [long_text, {"bytes_hex": "ff00c3"}], "text_pair": [long_text, ""]}],
+        ["serving_default", {"text": [long_text, {"bytes_hex": odd_texts[1].hex()}], "text_pair": [long_text, ""]}],
         ["serving_default", {"text": [], "text_pair": []}],
         ["embed", {"text": TEXTS}],
     ]
     answers, modules = run_fresh(path, requests, tmp_path)
     assert not [name for name in modules if name.split(".")[0] in ("tfllm", "keras_hub")]
 
-    features = BERTInputPacker(tokenizer, SEQUENCE_LENGTH)(tf.constant(TEXTS), tf.constant(PAIRS))
-    expected = tf.nn.softmax(model.predict_on_batch(features)).numpy()
+    pack = BERTInputPacker(tokenizer, SEQUENCE_LENGTH)
+    expected = softmax(model.predict_on_batch(pack(tf.constant(TEXTS), tf.constant(PAIRS))))
     np.testing.assert_allclose(answers[0]["probabilities"], expected, atol=1e-6)
     assert answers[0]["label"] == [LABELS[i] for i in expected.argmax(-1)]
-    assert len(answers[1]["label"]) == 2 and np.allclose(np.sum(answers[1]["probabilities"], -1), 1)
+    # Texts beyond the sequence length are truncated, invalid UTF-8 read as U+FFFD, as the packer does.
+    expected = softmax(model.predict_on_batch(pack(tf.constant(odd_texts), tf.constant(odd_pairs))))
+    np.testing.assert_allclose(answers[1]["probabilities"], expected, atol=1e-6)
+    assert answers[1]["label"] == [LABELS[i] for i in expected.argmax(-1)]
     assert answers[2] == {"probabilities": [], "label": []}
 
-    backbone = next(layer for layer in model.layers if layer.name == "bert")
-    hidden = backbone.predict_on_batch(BERTInputPacker(tokenizer, SEQUENCE_LENGTH)(tf.constant(TEXTS)))["sequence_output"]
-    mask = BERTInputPacker(tokenizer, SEQUENCE_LENGTH)(tf.constant(TEXTS))["padding_mask"].numpy()[:, :, None]
-    np.testing.assert_allclose(answers[3]["embedding"], (hidden * mask).sum(1) / mask.sum(1), atol=1e-5)
+    np.testing.assert_allclose(answers[3]["embedding"], mean_pooled(backbone, pack(tf.constant(TEXTS))), atol=1e-5)
 
 
 def test_fill_mask_predicts_each_mask(masked_lm_bundle):
-    pretrainer, tokenizer, path = masked_lm_bundle
+    pretrainer, backbone, tokenizer, path = masked_lm_bundle
     texts = ["the [MASK] film is [MASK] and [MASK]", "no masks here", ""]
-    result = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))
+    loaded = tf.saved_model.load(path)
+    result = loaded.signatures["serving_default"](text=tf.constant(texts))
     predictions, scores = result["predictions"].numpy(), result["scores"].numpy()
     assert predictions.shape == (3, 2, 3) and scores.shape == (3, 2, 3)
     # max_masks=2: the third mask stays; rows without masks get empty slots.
     assert (predictions[0] != b"").all() and (predictions[1:] == b"").all() and (scores[1:] == 0).all()
-    assert (np.diff(scores[0], axis=-1) <= 0).all()
 
-    # The candidates are the pretrainer's own top tokens at the mask positions.
-    packed = BERTInputPacker(tokenizer, SEQUENCE_LENGTH)(tf.constant(texts[:1]))
-    ids = packed["token_ids"].numpy()[0]
+    # The candidates are the pretrainer's own top tokens at the mask positions, with their
+    # probabilities; "[MASK]" written in the text is the mask token.
     tokenizer_with_masks = tokenizer.__class__(tokenizer.get_vocabulary(), special_tokens_in_strings=True)
-    ids = BERTInputPacker(tokenizer_with_masks, SEQUENCE_LENGTH)(tf.constant(texts[:1]))
-    positions = np.flatnonzero(ids["token_ids"].numpy()[0] == tokenizer.mask_token_id)[:2]
-    logits = pretrainer.predict_on_batch({**ids, "mask_positions": positions[None, :].astype("int32")})["mlm"][0]
+    features = BERTInputPacker(tokenizer_with_masks, SEQUENCE_LENGTH)(tf.constant(texts))
+    ids = features["token_ids"].numpy()[0]
+    positions = np.flatnonzero(ids == tokenizer.mask_token_id)
+    assert len(positions) == 3
+    first_row = {name: value[:1] for name, value in features.items()}
+    mask_positions = positions[None, :2].astype("int32")
+    probabilities = softmax(pretrainer.predict_on_batch({**first_row, "mask_positions": mask_positions})["mlm"][0])
+    best = np.argsort(-probabilities, axis=-1)[:, :3]
     vocabulary = np.array(tokenizer.get_vocabulary())
-    expected = vocabulary[np.argsort(-logits, axis=-1)[:, :3]]
-    assert predictions[0].astype(str).tolist() == expected.tolist()
-    filled = result["filled"].numpy()[0].decode()
-    assert filled.split()[1] == expected[0][0].removeprefix("##") or expected[0][0].startswith("##")
-    assert "[MASK]" in filled  # the third mask had no slot
-    embedding = tf.saved_model.load(path).signatures["embed"](text=tf.constant(texts))["embedding"]
-    assert embedding.shape == (3, 32)
+    assert predictions[0].astype(str).tolist() == vocabulary[best].tolist()
+    np.testing.assert_allclose(scores[0], np.take_along_axis(probabilities, best, axis=-1), atol=1e-6)
+
+    # `filled`: the text with the two predicted masks replaced by their best candidate.
+    filled_ids = ids.copy()
+    filled_ids[positions[:2]] = best[:, 0]
+    real = features["padding_mask"].numpy()[0] > 0
+    keep = real & ~np.isin(filled_ids, [tokenizer.cls_token_id, tokenizer.sep_token_id])
+    expected = tokenizer_with_masks.detokenize(filled_ids[keep]).numpy().decode()
+    assert result["filled"].numpy()[0].decode() == expected and expected.endswith("[MASK]")
+    assert result["filled"].numpy()[1].decode() == "no masks here"
+
+    embedding = loaded.signatures["embed"](text=tf.constant(texts))["embedding"].numpy()
+    np.testing.assert_allclose(embedding, mean_pooled(backbone, features), atol=1e-5)

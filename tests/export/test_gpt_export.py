@@ -10,7 +10,8 @@ from tests.export.conftest import GPT_MAX_NEW_TOKENS, run_fresh
 from tfllm.export import GPTServer, export_gpt, read_warmup_requests
 from tfllm.generation import generate
 
-PROMPTS = ["ROMEO:", "First Citizen:\nBefore we proceed any further, hear me", "O"]
+PROMPTS = ["Mara:", "Once there was a lighthouse keeper named Mara who lived on", "O"]
+CONTEXT = 48  # the exported model's max_sequence_length
 
 
 def _generate_options(rows, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
@@ -24,50 +25,82 @@ def _generate_options(rows, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
 
 
 def _reference_completions(model, tokenizer, prompts, max_new_tokens):
-    """Greedy continuations by `tfllm.generation.generate`, cut at the first end-of-text."""
+    """Greedy continuations by `tfllm.generation.generate`, cut at the first end-of-text, of
+    what the server should feed the model: each prompt's last `CONTEXT - max_new_tokens` tokens,
+    the end-of-text token alone for an empty prompt."""
     eot = tokenizer.end_of_text_id
+    keep = CONTEXT - max_new_tokens
+    windows = []
+    for prompt in prompts:  # str, or bytes that need not be UTF-8
+        ids = tokenizer(tf.constant([prompt])).to_list()[0]
+        windows.append(ids[-keep:] if ids else [eot])
+    output = generate(model, windows, max_new_tokens, stop_token_ids=[eot], pad_token_id=eot, jit_compile=False)
     completions = []
-    for prompt in prompts:
-        ids = tokenizer([prompt]).to_list()
-        output = np.asarray(generate(model, ids, max_new_tokens, stop_token_ids=[eot], pad_token_id=eot))
-        new = list(output[0, len(ids[0]) :])
+    for row, window in zip(np.asarray(output), windows):
+        new = list(row[len(window) : len(window) + max_new_tokens])
         new = new[: new.index(eot)] if eot in new else new
         completions.append(tokenizer.detokenize([new]).numpy()[0].decode("utf-8"))
     return completions
 
 
+def _reference_score(model, tokenizer, text):
+    """(log-likelihood, number of tokens scored) of `text` after the end-of-text token, by the
+    Keras model, over the last `CONTEXT` tokens scored."""
+    ids = ([tokenizer.end_of_text_id] + tokenizer(tf.constant([text])).to_list()[0])[-(CONTEXT + 1) :]
+    if len(ids) == 1:
+        return 0.0, 0
+    logits = model.predict_on_batch({"token_ids": np.array([ids[:-1]]), "padding_mask": np.ones((1, len(ids) - 1))})
+    log_probabilities = tf.nn.log_softmax(np.asarray(logits[0], "float64")).numpy()
+    return sum(log_probabilities[i, token] for i, token in enumerate(ids[1:])), len(ids) - 1
+
+
 def test_in_a_fresh_process_greedy_equals_generate_and_bad_input_has_defined_answers(gpt_bundle, tmp_path):
     model, tokenizer, path = gpt_bundle
     long_prompt = "To be, or not to be, that is the question. " * 40  # far beyond the 48-token context
-    odd = ["", {"bytes_hex": "fffe61c3"}, "😀 emoji \u0000\u0007 control\r\n", long_prompt]
-    requests = [
-        ["serving_default", {"prompt": PROMPTS}],
-        ["generate", {"prompt": PROMPTS, **_generate_options(3, 5, temperature=0.0)}],
-        ["serving_default", {"prompt": odd}],
+    odd_bytes = bytes.fromhex("fffe61c3")  # not UTF-8
+    odd = ["", {"bytes_hex": odd_bytes.hex()}, "😀 emoji \u0000\u0007 control\r\n", long_prompt]
+    odd_texts = ["", odd_bytes, odd[2], long_prompt]
+    sampled = _generate_options(1, 3, temperature=1.0, seed=5)
+    requests = {
+        "default": ["serving_default", {"prompt": PROMPTS}],
+        "temperature 0": ["generate", {"prompt": PROMPTS, **_generate_options(3, 5, temperature=0.0)}],
+        "odd prompts": ["serving_default", {"prompt": odd}],
         # Above the cap (clamped to it), negative (empty), zero (empty), the cap.
-        ["generate", {"prompt": ["a", "a", "a", "a"], **_generate_options(4, 0), "max_new_tokens": [1000, -5, 0, 12]}],
+        "lengths": ["generate", {"prompt": ["a", "a", "a", "a"], **_generate_options(4, 0, temperature=0.0), "max_new_tokens": [1000, -5, 0, 12]}],
         # Out-of-range sampling options: top_p 0 and 7 (off), top_k -3 (off), temperature -1 (greedy).
-        ["generate", {"prompt": ["a", "b"], **_generate_options(2, 3, temperature=-1.0, top_k=-3, top_p=0.0)}],
-        ["generate", {"prompt": ["a"], **_generate_options(1, 3, top_p=7.0)}],
-        ["serving_default", {"prompt": []}],
-        ["score", {"text": odd}],
-        ["score", {"text": []}],
-    ]
-    answers, modules = run_fresh(path, requests, tmp_path)
+        "temperature -1": ["generate", {"prompt": ["a", "b"], **_generate_options(2, 3, temperature=-1.0, top_k=-3, top_p=0.0)}],
+        "top_p 7": ["generate", {"prompt": ["a"], **sampled, "top_p": [7.0]}],
+        "top_k -3": ["generate", {"prompt": ["a"], **sampled, "top_k": [-3]}],
+        "no filter": ["generate", {"prompt": ["a"], **sampled}],
+        "no prompts": ["serving_default", {"prompt": []}],
+        "odd scores": ["score", {"text": odd}],
+        "no texts": ["score", {"text": []}],
+    }
+    answers, modules = run_fresh(path, list(requests.values()), tmp_path)
+    answers = dict(zip(requests, answers))
     assert not [name for name in modules if name.split(".")[0] in ("tfllm", "keras_hub")]
-    assert answers[0]["completion"] == _reference_completions(model, tokenizer, PROMPTS, GPT_MAX_NEW_TOKENS)
-    # temperature 0 is greedy; 5 new tokens are a prefix of the 12.
-    assert answers[1]["completion"] == _reference_completions(model, tokenizer, PROMPTS, 5)
+    assert answers["default"]["completion"] == _reference_completions(model, tokenizer, PROMPTS, GPT_MAX_NEW_TOKENS)
+    # temperature 0 is greedy.
+    assert answers["temperature 0"]["completion"] == _reference_completions(model, tokenizer, PROMPTS, 5)
 
-    assert len(answers[2]["completion"]) == 4  # and valid UTF-8: the runner decodes it strictly
-    capped, negative, zero, at_the_cap = answers[3]["completion"]
-    assert capped == at_the_cap and capped and negative == "" and zero == ""
-    assert len(answers[4]["completion"]) == 2 and len(answers[5]["completion"]) == 1
-    assert answers[6] == {"completion": []}
-    assert len(answers[7]["log_likelihood"]) == 4 and answers[7]["num_tokens"][0] == 0
-    # The long text keeps its last 48 tokens (the context).
-    assert answers[7]["num_tokens"][3] == 48
-    assert answers[8] == {"log_likelihood": [], "num_tokens": []}
+    # Empty: the end-of-text token alone; invalid UTF-8 read as U+FFFD; control characters
+    # kept; a long prompt keeps its last tokens. The completions are valid UTF-8 (the runner
+    # decodes them strictly).
+    expected = _reference_completions(model, tokenizer, odd_texts, GPT_MAX_NEW_TOKENS)
+    assert answers["odd prompts"]["completion"] == expected
+    a_12 = _reference_completions(model, tokenizer, ["a"], GPT_MAX_NEW_TOKENS)[0]
+    assert a_12 and answers["lengths"]["completion"] == [a_12, "", "", a_12]
+    assert answers["temperature -1"]["completion"] == _reference_completions(model, tokenizer, ["a", "b"], 3)
+    # Filters that are off draw exactly the unfiltered sample of the same seed.
+    unfiltered = answers["no filter"]["completion"]
+    assert answers["top_p 7"]["completion"] == answers["top_k -3"]["completion"] == unfiltered
+    assert answers["no prompts"] == {"completion": []}
+
+    scores = [_reference_score(model, tokenizer, text) for text in odd_texts]
+    assert answers["odd scores"]["num_tokens"] == [n for _, n in scores]
+    assert scores[0][1] == 0 and scores[3][1] == CONTEXT  # the long text keeps its last 48 tokens
+    np.testing.assert_allclose(answers["odd scores"]["log_likelihood"], [ll for ll, _ in scores], rtol=1e-4, atol=1e-4)
+    assert answers["no texts"] == {"log_likelihood": [], "num_tokens": []}
 
 
 def test_the_export_is_versioned_configured_warmed_up_and_audited(gpt_bundle):
@@ -107,28 +140,26 @@ def test_sampling_is_reproducible_per_row_and_changes_with_the_seed(gpt_bundle):
 
 def test_score_is_the_models_log_likelihood(gpt_bundle):
     model, tokenizer, path = gpt_bundle
-    texts = ["ROMEO: What say you?", "", "a"]
+    texts = ["Mara: What do you see?", "", "a"]
     result = tf.saved_model.load(path).signatures["score"](text=tf.constant(texts))
-    for text, log_likelihood, num_tokens in zip(texts, result["log_likelihood"].numpy(), result["num_tokens"].numpy()):
-        ids = [tokenizer.end_of_text_id] + tokenizer([text]).to_list()[0]
-        assert num_tokens == len(ids) - 1
-        if num_tokens == 0:
-            assert log_likelihood == 0
-            continue
-        logits = model.predict_on_batch({"token_ids": np.array([ids[:-1]]), "padding_mask": np.ones((1, len(ids) - 1))})
-        log_probabilities = tf.nn.log_softmax(logits[0]).numpy()
-        expected = sum(log_probabilities[i, token] for i, token in enumerate(ids[1:]))
-        np.testing.assert_allclose(log_likelihood, expected, rtol=1e-4)
+    expected = [_reference_score(model, tokenizer, text) for text in texts]
+    assert result["num_tokens"].numpy().tolist() == [n for _, n in expected]
+    assert result["log_likelihood"].numpy()[1] == 0
+    np.testing.assert_allclose(result["log_likelihood"].numpy(), [ll for ll, _ in expected], rtol=1e-4)
 
 
 def test_a_long_prompt_keeps_its_most_recent_tokens(gpt_bundle):
     model, tokenizer, path = gpt_bundle
-    prompt = "Before we proceed any further, hear me speak. " * 10
+    prompt = "Once there was a keeper named Mara. " + "Every evening she climbed the stairs of the tower. " * 8
+    ids = tokenizer(prompt).numpy().tolist()
+    assert len(ids) > CONTEXT
     served = tf.saved_model.load(path).signatures["serving_default"](prompt=tf.constant([prompt]))
-    ids = tokenizer([prompt]).to_list()[0]
-    recent = ids[-(48 - GPT_MAX_NEW_TOKENS) :]
-    expected = _reference_completions(model, tokenizer, [tokenizer.detokenize([recent]).numpy()[0].decode()], GPT_MAX_NEW_TOKENS)
-    assert tokenizer([expected[0]]).to_list() == tokenizer([served["completion"].numpy()[0].decode()]).to_list()
+    # The reference generates from the prompt's last 48 - 12 tokens alone.
+    expected = _reference_completions(model, tokenizer, [prompt], GPT_MAX_NEW_TOKENS)
+    assert served["completion"].numpy()[0].decode() == expected[0]
+    # Its first tokens would continue differently: the comparison tells the windows apart.
+    head = tokenizer.detokenize(ids[: CONTEXT - GPT_MAX_NEW_TOKENS]).numpy()
+    assert _reference_completions(model, tokenizer, [head], GPT_MAX_NEW_TOKENS) != expected
 
 
 def test_versions_are_immutable_and_numbered(gpt_bundle, tmp_path):
