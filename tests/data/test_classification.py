@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from tests.data_files import shared_data
 from tfllm.data import build_label_vocabulary, classification_dataset, read_classification_file
+from tfllm.data.samples import REVIEWS
 
 
 class TinyWordPiece:
@@ -101,11 +103,16 @@ def test_padding_mask_marks_padding(tmp_path):
     np.testing.assert_array_equal(features["padding_mask"][0], [1, 1, 1, 0, 0])
 
 
-def test_sst2_reads(tmp_path):
-    import os
+def test_reads_the_shipped_reviews():
+    examples = read_classification_file(REVIEWS)
+    assert len(examples.texts) == len(examples.labels) == 128 and examples.pairs is None
+    assert examples.texts[0] == "The concert is a mess that I would not recommend to anyone."
+    assert examples.labels[0] == "negative" and examples.line_numbers[:2] == [2, 3]
+    assert sorted(set(examples.labels)) == ["negative", "positive"]
+    assert not any("\t" in text for text in examples.texts)
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sst2", "dev.tsv")
-    if not os.path.exists(path):
-        pytest.skip("../shared/data/sst2/dev.tsv is not present")
-    examples = read_classification_file(path)
+
+@pytest.mark.slow  # a real data set's quoting: the developers' SST-2 copy
+def test_sst2_reads():
+    examples = read_classification_file(shared_data("sst2/dev.tsv"))
     assert len(examples.texts) == 6735 and set(examples.labels) == {"0", "1"}
