@@ -100,6 +100,65 @@ def test_beam_search_equals_textbook_beam_search(gpt):
         assert expected[0][0] >= _log_likelihood(gpt, greedy, len(prompt)) - 1e-6
 
 
+def reference_beam_search_with_stops(logits_of, prompt, max_new_tokens, num_beams, stop, length_penalty):
+    """Beam search where a beam ends at a stop token and, finished, keeps competing at its
+    final length: hypotheses ranked by `log-probability / generated_length ** length_penalty`.
+    `logits_of(sequence)` gives the next-token logits. Returns the final beams, best first, as
+    (sequence, generated tokens)."""
+    beams = [(0.0, list(prompt), 0, False)]  # (log-probability, sequence, generated, finished)
+
+    def rank(beam):
+        return beam[0] / max(beam[2], 1) ** length_penalty
+
+    for _ in range(max_new_tokens):
+        candidates = []
+        for score, sequence, generated, finished in beams:
+            if finished:
+                candidates.append((score, sequence, generated, True))
+                continue
+            logits = logits_of(sequence)
+            log_probs = logits - np.logaddexp.reduce(logits)
+            for token in np.argsort(-log_probs)[:num_beams]:  # a beam's best suffice: same length
+                candidates.append((score + log_probs[token], sequence + [int(token)], generated + 1, int(token) in stop))
+        beams = sorted(candidates, key=rank, reverse=True)[:num_beams]
+    return [(sequence, generated) for _, sequence, generated, _ in beams]
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.5, 1.0])
+def test_beam_search_with_stop_tokens_ranks_by_length_normalised_log_probability(gpt, length_penalty):
+    beams, steps, pad = 3, 5, 511
+    cache = {}
+
+    def logits_of(sequence):
+        if tuple(sequence) not in cache:
+            cache[tuple(sequence)] = next_token_logits(gpt, sequence)
+        return cache[tuple(sequence)]
+
+    # A stop token with which the reference's best beams end at different lengths, so that the
+    # length penalty decides: the first such among the tokens the beams produce without one.
+    plain = run(gpt, PROMPTS, steps, "beam", num_beams=beams, num_return_sequences=beams)
+    tokens = dict.fromkeys(int(token) for token in plain[:, min(map(len, PROMPTS)) :].ravel() if token != 0)
+    for stop in tokens:
+        expected = [reference_beam_search_with_stops(logits_of, p, steps, beams, {stop}, length_penalty) for p in PROMPTS]
+        if len({generated for prompt_beams in expected for _, generated in prompt_beams}) > 1:
+            break
+    else:
+        pytest.fail(f"no stop token among {list(tokens)} ends the beams at different lengths")
+
+    output = run(
+        gpt, PROMPTS, steps, "beam", num_beams=beams, num_return_sequences=beams, stop_token_ids=[stop],
+        length_penalty=length_penalty, pad_token_id=pad,
+    )
+    for index, prompt in enumerate(PROMPTS):
+        got = [row(output, index * beams + rank, len(prompt), steps) for rank in range(beams)]
+        assert got == [sequence + [pad] * (len(prompt) + steps - len(sequence)) for sequence, _ in expected[index]]
+        # The order, checked again from each returned sequence's own log-probability.
+        ranks = [
+            _log_likelihood(gpt, sequence, len(prompt)) / generated**length_penalty for sequence, generated in expected[index]
+        ]
+        assert ranks == sorted(ranks, reverse=True)
+
+
 def test_no_repeat_ngram_size(gpt):
     size = 2
     output = run(gpt, PROMPTS, 12, no_repeat_ngram_size=size)
@@ -141,8 +200,12 @@ def test_same_seed_same_output_other_seed_other_output(gpt):
     first = run(gpt, PROMPTS, NEW, **options)
     np.testing.assert_array_equal(first, run(gpt, PROMPTS, NEW, **options))
     assert not np.array_equal(first, run(gpt, PROMPTS, NEW, **{**options, "seed": 12}))
-    unseeded = run(gpt, PROMPTS, NEW, sampler="top_p", top_p=0.9, temperature=1.5)
-    assert unseeded.shape == first.shape
+    # Without a seed, each call draws a fresh one.
+    unseeded = [run(gpt, PROMPTS, NEW, sampler="top_p", top_p=0.9, temperature=1.5) for _ in range(2)]
+    assert not np.array_equal(unseeded[0], unseeded[1])
+    for output in unseeded:
+        for index, prompt in enumerate(PROMPTS):
+            assert list(output[index, : len(prompt)]) == prompt
 
 
 def test_num_return_sequences(gpt):
@@ -152,8 +215,10 @@ def test_num_return_sequences(gpt):
         samples = output[3 * index : 3 * index + 3]
         assert (samples[:, : len(prompt)] == prompt).all()
         assert len({tuple(sample) for sample in samples}) == 3  # independent samples differ
+    # The best 2 of 3 beams are the first 2 rows of all 3, per prompt.
     beams = run(gpt, PROMPTS, NEW, "beam", num_beams=3, num_return_sequences=2)
-    assert beams.shape == (2 * len(PROMPTS), max(map(len, PROMPTS)) + NEW)
+    all_beams = run(gpt, PROMPTS, NEW, "beam", num_beams=3, num_return_sequences=3)
+    np.testing.assert_array_equal(beams, np.delete(all_beams, [2, 5, 8], axis=0))
 
 
 def test_sampled_first_tokens_follow_the_filtered_distribution(gpt):
@@ -219,7 +284,7 @@ def test_bad_input_raises_value_error_naming_it(gpt, arguments, options, name):
 def test_a_model_without_gpt_layers_is_rejected():
     inputs = keras.Input((None,), dtype="int32")
     model = keras.Model(inputs, keras.layers.Embedding(10, 4)(inputs))
-    with pytest.raises(ValueError, match="token_embedding"):
+    with pytest.raises(ValueError, match=r"tfllm\.models\.GPT"):
         run(model, [[1, 2]], 2)
 
 
@@ -240,7 +305,10 @@ def test_a_second_call_with_the_same_shapes_does_not_retrace(gpt, monkeypatch):
         from tfllm.generation.generate import _COMPILED
 
         # One `tf.function` for these options, traced exactly once.
-        (function,) = [f for key, f in _COMPILED[gpt].items() if ("num_candidates", 4) in key[1]]
+        # (The cache's keys hold the static options as a tuple of pairs.)
+        (function,) = [
+            f for key, f in _COMPILED[gpt].items() if any(isinstance(part, tuple) and ("num_candidates", 4) in part for part in key)
+        ]
         assert function.experimental_get_tracing_count() == 1
         # A new prompt length is a new shape: it traces again.
         generate(gpt, [[1, 2, 3, 4, 5, 6]], NEW, seed=4, **options)
