@@ -2,6 +2,7 @@
 
 import json
 import re
+import statistics
 
 import numpy as np
 import pytest
@@ -19,16 +20,25 @@ def test_quick_training_case_writes_json_and_markdown(tmp_path):
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     rows = report["training"]
     assert [row["library"] for row in rows] == ["tfllm", "keras-hub"]
+    peak = report["matmul_peak_gflops"]["float32"]
     for row in rows:
         assert row["name"] == "tiny small" and row["xla"] is True and row["precision"] == "float32"
-        assert row["tokens_per_second"] > 0 and 0 < row["mfu"]
+        # The figures follow from the timed rounds: the median step, tokens, FLOPs, MFU.
+        assert len(row["round_seconds"]) == report["settings"]["repeats"]
+        assert row["seconds_per_step"] == statistics.median(row["round_seconds"])
         assert row["tokens_per_second"] == row["batch_size"] * row["sequence_length"] / row["seconds_per_step"]
+        assert row["achieved_gflops"] == pytest.approx(row["flops_per_token"] * row["tokens_per_second"] / 1e9)
+        assert row["mfu"] == pytest.approx(row["achieved_gflops"] / peak)
         # warm-up + repeats x steps, all recorded.
         assert len(row["losses"]) == report["settings"]["warmup"] + report["settings"]["repeats"]
+    assert rows[0]["flops_per_token"] == rows[1]["flops_per_token"]  # one model, two libraries
+    ratios = [theirs / mine for mine, theirs in zip(rows[0]["round_seconds"], rows[1]["round_seconds"])]
+    assert rows[0]["speedup_vs_keras_hub"] == pytest.approx(statistics.median(ratios))
     # Same initial weights, same batches, no dropout: the two libraries train identically.
     tfllm_losses, keras_hub_losses = rows[0]["losses"], rows[1]["losses"]
     assert max(abs(a - b) for a, b in zip(tfllm_losses, keras_hub_losses)) < 1e-3
-    assert report["best_xla"][0]["speedup"] > 0
+    (best,) = report["best_xla"]  # one setting: its own best
+    assert best["speedup"] == pytest.approx(rows[0]["tokens_per_second"] / rows[1]["tokens_per_second"])
     assert report["matmul_peak_gflops"]["float32"] > 0 and report["matmul_peak_gflops"]["bfloat16"] > 0
     assert report["memory"] == [] and report["settings"]["complete"] is True
 
