@@ -27,7 +27,9 @@ print(json.dumps(dict(returned=returned, pooled=pooled_cpu_allocator_in_use(),
 
 def run(tensor_first=False, **environment):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPU_ALLOCATOR_USE_BFC"}
-    env.update(environment, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    # oneDNN's custom ops (TensorFlow's default on CPUs with AVX-512 VNNI, AMX, ...) bring an
+    # allocator that pools anyway; without them `malloc` is the default this module replaces.
+    env.update(environment, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
     result = subprocess.run(
         [sys.executable, "-c", PROGRAM.format(tensor_first=tensor_first)],
         capture_output=True, text=True, env=env, cwd=ROOT, check=True,

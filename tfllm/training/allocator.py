@@ -6,6 +6,10 @@ when the buffer is freed, so every training step pays the page faults of its lar
 again. TensorFlow's BFC allocator, chosen with the environment variable
 `TF_CPU_ALLOCATOR_USE_BFC`, keeps the freed memory in a pool instead. It is read once, when
 TensorFlow creates its CPU device, hence the variable must be set before the first tensor.
+
+Where TensorFlow runs oneDNN's custom ops (its default on CPUs with AVX-512 VNNI, AMX and
+the like; it logs "oneDNN custom operations are on"), its oneDNN CPU allocator pools large
+buffers already, whatever the variable says, and `pooled_cpu_allocator_in_use` reports so.
 """
 
 import os
@@ -24,8 +28,8 @@ def use_pooled_cpu_allocator():
     `TF_CPU_ALLOCATOR_USE_BFC=false` keeps `malloc`. The pool grows to the step's peak and keeps
     it: the process does not give that memory back until it ends.
 
-    It matters most to XLA, which takes one large scratch buffer per step: README ("The CPU
-    allocator") has the measurements, 1.2x to 1.6x faster training on a 2-core CPU.
+    It matters most to XLA, which takes one large scratch buffer per step (docs/benchmarks.md
+    has the measurements and their command).
 
     Returns:
         bool: whether TensorFlow's CPU allocator is the pooled one. Always `False` on other
