@@ -29,10 +29,10 @@ import tensorflow as tf  # noqa: E402
 import tfllm  # noqa: E402
 from tfllm.data import BERTInputPacker  # noqa: E402
 from benchmarks import reporting  # noqa: E402
+from tfllm.data.public import sst2, tiny_shakespeare  # noqa: E402
 from tfllm.generation import generate  # noqa: E402
 from tfllm.tokenizers import BytePairTokenizer, WordPieceTokenizer  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(__file__), "results", "export")
 GPT_CONFIG = dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024, max_sequence_length=256, dropout=0.0)
 BERT_CONFIG = dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024, max_sequence_length=64)
@@ -50,14 +50,14 @@ def alternate(methods, repeats):
     return times
 
 
-def exported_gpt(directory, new_tokens):
+def exported_gpt(directory, new_tokens, corpus=None):
     """The benchmark GPT (a byte-level BPE of 8192 trained on Tiny Shakespeare) and its export.
 
     Returns:
         `(text, tokenizer, model, generate)`: the corpus, the tokenizer, the Keras model and
         the loaded export's `generate` signature (capped at `new_tokens`).
     """
-    with open(os.path.join(DATA, "tinyshakespeare.txt"), encoding="utf-8") as file:
+    with open(tiny_shakespeare(corpus), encoding="utf-8") as file:
         text = file.read()
     tokenizer = BytePairTokenizer.train([text], vocabulary_size=8192)
     model = tfllm.models.GPT(vocabulary_size=tokenizer.vocabulary_size(), **GPT_CONFIG)
@@ -80,8 +80,8 @@ def greedy_inputs(prompts, new_tokens):
     )
 
 
-def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128):
-    text, tokenizer, model, served = exported_gpt(directory, new_tokens)
+def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128, corpus=None):
+    text, tokenizer, model, served = exported_gpt(directory, new_tokens, corpus)
     # Prompts of exactly `prompt_length` tokens, given to the export as text.
     ids = tokenizer([text[i * 1000 : i * 1000 + 300] for i in range(8)]).to_list()
     prompts_ids = [row[:prompt_length] for row in ids]
@@ -112,8 +112,8 @@ def gpt_case(directory, repeats, batch_sizes, prompt_length=16, new_tokens=128):
     return rows
 
 
-def classifier_case(directory, repeats, batch_size=64, sequence_length=64):
-    with open(os.path.join(DATA, "sst2", "dev.tsv"), encoding="utf-8") as file:
+def classifier_case(directory, repeats, batch_size=64, sequence_length=64, sentences_path=None):
+    with open(sst2("dev", sentences_path), encoding="utf-8") as file:
         sentences = [line.split("\t")[0] for line in file.read().splitlines()[1:]]
     tokenizer = WordPieceTokenizer.train(sentences, vocabulary_size=8192)
     model = tfllm.models.BERTClassifier(
@@ -169,10 +169,13 @@ def main(argv=None):
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="path without extension: writes .json and .md")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--shakespeare", help="a local copy of Tiny Shakespeare (default: download it once)")
+    parser.add_argument("--sst2-dev", help="a local copy of SST-2's dev.tsv (default: download SST-2 once)")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as directory:
-        rows = gpt_case(directory, args.repeats, args.batch_sizes) + classifier_case(directory, args.repeats)
+        rows = gpt_case(directory, args.repeats, args.batch_sizes, corpus=args.shakespeare)
+        rows += classifier_case(directory, args.repeats, sentences_path=args.sst2_dev)
     settings = dict(
         repeats=args.repeats,
         command=reporting.command("python -m benchmarks.export", argv),

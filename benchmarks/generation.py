@@ -52,10 +52,9 @@ def keras_hub_copy(model):
     backbone = keras_hub.models.GPT2Backbone(**config)
     heads, hidden = config["num_heads"], config["hidden_dim"]
     head_dim = hidden // heads
-    backbone.token_embedding.embeddings.assign(model.get_layer("token_embedding").embeddings)
-    backbone.position_embedding.position_embeddings.assign(model.get_layer("position_embedding").embeddings)
-    for i, target in enumerate(backbone.transformer_layers):
-        block = model.get_layer(f"transformer_block_{i}")
+    backbone.token_embedding.embeddings.assign(model.token_embedding.embeddings)
+    backbone.position_embedding.position_embeddings.assign(model.position_embedding.embeddings)
+    for block, target in zip(model.transformer_blocks, backbone.transformer_layers, strict=True):
         attention = target._self_attention_layer
         kernel = keras.ops.convert_to_numpy(block.qkv_dense.kernel).reshape(hidden, 3, heads, head_dim)
         bias = keras.ops.convert_to_numpy(block.qkv_dense.bias).reshape(3, heads, head_dim)
@@ -69,7 +68,7 @@ def keras_hub_copy(model):
         target._feedforward_layer_norm.set_weights(block.feedforward_layer_norm.get_weights())
         target._feedforward_intermediate_dense.set_weights(block.feedforward_intermediate_dense.get_weights())
         target._feedforward_output_dense.set_weights(block.feedforward_output_dense.get_weights())
-    backbone.layer_norm.set_weights(model.get_layer("final_layer_norm").get_weights())
+    backbone.layer_norm.set_weights(model.final_layer_norm.get_weights())
     causal_lm = keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
     causal_lm.compile(sampler="greedy", jit_compile=True)
     if causal_lm.jit_compile is not True:

@@ -193,24 +193,24 @@ def _copy_block(block, target, num_heads):
 
 
 def _copy_gpt(model, backbone):
-    backbone.token_embedding.embeddings.assign(_values(model.get_layer("token_embedding").embeddings))
-    backbone.position_embedding.position_embeddings.assign(_values(model.get_layer("position_embedding").embeddings))
-    for i, target in enumerate(backbone.transformer_layers):
-        _copy_block(model.get_layer(f"transformer_block_{i}"), target, backbone.num_heads)
-    backbone.layer_norm.set_weights(model.get_layer("final_layer_norm").get_weights())
+    backbone.token_embedding.embeddings.assign(_values(model.token_embedding.embeddings))
+    backbone.position_embedding.position_embeddings.assign(_values(model.position_embedding.embeddings))
+    for block, target in zip(model.transformer_blocks, backbone.transformer_layers, strict=True):
+        _copy_block(block, target, backbone.num_heads)
+    backbone.layer_norm.set_weights(model.final_layer_norm.get_weights())
 
 
 def _copy_bert(classifier, target):
-    encoder = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
+    encoder = classifier.backbone
     backbone = target.backbone
-    backbone.token_embedding.embeddings.assign(_values(encoder.get_layer("token_embedding").embeddings))
-    backbone.position_embedding.position_embeddings.assign(_values(encoder.get_layer("position_embedding").embeddings))
-    backbone.segment_embedding.set_weights(encoder.get_layer("segment_embedding").get_weights())
-    backbone.embeddings_layer_norm.set_weights(encoder.get_layer("embeddings_layer_norm").get_weights())
-    for i, layer in enumerate(backbone.transformer_layers):
-        _copy_block(encoder.get_layer(f"transformer_block_{i}"), layer, backbone.num_heads)
-    backbone.pooled_dense.set_weights(encoder.get_layer("pooler_dense").get_weights())
-    target.output_dense.set_weights(classifier.get_layer("classifier_logits").get_weights())
+    backbone.token_embedding.embeddings.assign(_values(encoder.token_embedding.embeddings))
+    backbone.position_embedding.position_embeddings.assign(_values(encoder.position_embedding.embeddings))
+    backbone.segment_embedding.set_weights(encoder.segment_embedding.get_weights())
+    backbone.embeddings_layer_norm.set_weights(encoder.embeddings_layer_norm.get_weights())
+    for block, layer in zip(encoder.transformer_blocks, backbone.transformer_layers, strict=True):
+        _copy_block(block, layer, backbone.num_heads)
+    backbone.pooled_dense.set_weights(encoder.pooler_dense.get_weights())
+    target.output_dense.set_weights(classifier.output_dense.get_weights())
 
 
 def compile_model(model, spec, library):

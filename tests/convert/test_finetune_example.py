@@ -50,7 +50,7 @@ def test_finetune_from_a_huggingface_directory(tmp_path):
     # ...and its weights: six small steps leave the fine-tuned backbone close to them (a fresh
     # initialisation would be uncorrelated).
     classifier = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
-    tuned = keras.ops.convert_to_numpy(classifier.get_layer("bert").get_layer("token_embedding").embeddings)
+    tuned = keras.ops.convert_to_numpy(classifier.backbone.token_embedding.embeddings)
     imported = load_file(os.path.join(hf_directory, "model.safetensors"))["embeddings.word_embeddings.weight"]
     assert np.corrcoef(tuned.ravel(), imported.ravel())[0, 1] > 0.9
 

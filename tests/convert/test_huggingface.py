@@ -140,8 +140,8 @@ def test_pickled_checkpoint_needs_the_opt_in(tmp_path):
 def test_dtype_policy(tmp_path):
     make_bert_directory(tmp_path)
     model, _ = tfllm.convert.from_huggingface(tmp_path, dtype="mixed_bfloat16")
-    assert model.get_layer("transformer_block_0").compute_dtype == "bfloat16"
-    assert model.get_layer("transformer_block_0").qkv_dense.kernel.dtype == "float32"
+    assert model.transformer_blocks[0].compute_dtype == "bfloat16"
+    assert model.transformer_blocks[0].qkv_dense.kernel.dtype == "float32"
 
 
 # ------------------------------------------------------------------------------ export and round trip
@@ -192,7 +192,7 @@ def test_bert_round_trip(tmp_path, lowercase):
 def test_export_refuses_what_huggingface_cannot_hold(tmp_path):
     backbone = tfllm.models.BERT("bert-test")
     classifier = tfllm.models.BERTClassifier(backbone, num_classes=2)
-    with pytest.raises(ValueError, match=r"get_layer\('bert'\)"):
+    with pytest.raises(ValueError, match=r"pass its backbone: model.backbone"):
         tfllm.convert.to_huggingface(classifier, tmp_path)
     tokenizer = tfllm.tokenizers.WordPieceTokenizer(BERT_VOCABULARY)
     with pytest.raises(ValueError, match=f"has {len(BERT_VOCABULARY)} tokens but the model's token embedding has 512 rows"):

@@ -8,7 +8,7 @@ import pytest
 
 import tfllm
 from tests.convert.conftest import max_difference
-from tests.tokenizers.conftest import SST2_DEV, require
+from tests.data_files import sample_sentences, shared_data
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -30,37 +30,43 @@ def reference_tokenizer(directory):
     return transformers.BertTokenizer.from_pretrained(directory)
 
 
-@pytest.fixture(scope="module")
-def dev_sentences():
-    with open(require(SST2_DEV), encoding="utf-8", newline="") as file:
-        return [row["sentence"] for row in csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE)]
-
-
 def test_imports_the_architecture(imported):
     model, tokenizer = imported
-    assert model.get_layer("token_embedding").input_dim == 30522 == tokenizer.vocabulary_size()
-    assert model.output["sequence_output"].shape[-1] == 384
-    assert len([layer for layer in model.layers if layer.name.startswith("transformer_block_")]) == 6
+    assert isinstance(model, tfllm.models.BERT)
+    assert model.vocabulary_size == model.token_embedding.input_dim == 30522 == tokenizer.vocabulary_size()
+    assert model.hidden_dim == model.output["sequence_output"].shape[-1] == 384
+    assert model.num_layers == len(model.transformer_blocks) == 6
     assert tokenizer.lowercase  # do_lower_case in tokenizer_config.json
 
 
-def test_tokenizer_matches_bert_tokenizer_on_every_sst2_dev_sentence(imported, reference_tokenizer, dev_sentences):
-    _, tokenizer = imported
-    ours = tokenizer(dev_sentences).to_list()
-    expected = reference_tokenizer(dev_sentences, add_special_tokens=False)["input_ids"]
-    assert len(ours) == len(expected) == len(dev_sentences) > 1000
+def assert_same_ids(tokenizer, reference_tokenizer, sentences):
+    ours = tokenizer(sentences).to_list()
+    expected = reference_tokenizer(sentences, add_special_tokens=False)["input_ids"]
+    assert len(ours) == len(expected) == len(sentences)
     different = [i for i, (a, b) in enumerate(zip(ours, expected)) if a != b]
     assert not different, (
-        f"{len(different)} sentences differ, e.g. {dev_sentences[different[0]]!r}: "
+        f"{len(different)} sentences differ, e.g. {sentences[different[0]]!r}: "
         f"{ours[different[0]]} != {expected[different[0]]}"
     )
 
 
-def test_token_and_sentence_embeddings_match_transformers(directory, imported, reference_tokenizer, dev_sentences):
+def test_tokenizer_matches_bert_tokenizer_on_the_shipped_sentences(imported, reference_tokenizer):
+    assert_same_ids(imported[1], reference_tokenizer, sample_sentences())
+
+
+@pytest.mark.slow
+def test_tokenizer_matches_bert_tokenizer_on_every_sst2_dev_sentence(imported, reference_tokenizer):
+    with open(shared_data("sst2/dev.tsv"), encoding="utf-8", newline="") as file:
+        sentences = [row["sentence"] for row in csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    assert len(sentences) > 1000
+    assert_same_ids(imported[1], reference_tokenizer, sentences)
+
+
+def test_token_and_sentence_embeddings_match_transformers(directory, imported, reference_tokenizer):
     model, _ = imported
     reference = transformers.BertModel.from_pretrained(directory).eval()
     # A padded batch: 48 sentences of very different lengths, and a sentence pair.
-    sentences = dev_sentences[:48]
+    sentences = sample_sentences()[::5][:48]
     batch = reference_tokenizer(sentences, padding=True, return_tensors="np")
     pair = reference_tokenizer(["a gripping story"], ["the acting is wooden"], return_tensors="np")
     for inputs in (batch, pair):

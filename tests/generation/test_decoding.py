@@ -9,11 +9,30 @@ import pytest
 from keras import ops
 
 from tests.generation.conftest import PROMPTS
-from tfllm.generation import GPTDecoder, decode, generate
+from tfllm.generation import GenerationConfig, GPTDecoder, decode, generate
 from tfllm.models import GPT
 
 TENSORFLOW = keras.config.backend() == "tensorflow"
 tensorflow_only = pytest.mark.skipif(not TENSORFLOW, reason="TensorFlow graphs")
+
+
+def decoder_logits(model, ids, xla, prefill=3):
+    """Logits of every position of `ids` through `GPTDecoder`: a prefill of `prefill` tokens
+    (called once per position, each reading its logits at that column), then one token a step."""
+    rows = ids.shape[0]
+    decoder = GPTDecoder(model, xla=xla)
+    kernels = decoder.output_kernels()
+    start = np.zeros((rows,), "int32")
+    logits = []
+    for column in range(prefill):
+        caches = decoder.empty_caches(rows=rows, length=ids.shape[1] + 3)
+        at = np.full((rows,), column, "int32")
+        step, caches = decoder(ids[:, :prefill], caches, start, kernels, logits_at=at)
+        logits.append(ops.convert_to_numpy(step))
+    for position in range(prefill, ids.shape[1]):
+        step, caches = decoder(ids[:, position : position + 1], caches, np.full((rows,), position, "int32"), kernels)
+        logits.append(ops.convert_to_numpy(step))
+    return np.stack(logits, axis=1)
 
 
 @pytest.mark.parametrize("rows", [1, 2])
@@ -23,23 +42,63 @@ def test_decoder_prefill_and_steps_equal_the_full_forward_pass(gpt, xla, rows):
     # attention by sums: every path must give the full pass's logits.
     ids = np.array([[5, 9, 300, 41, 7], [8, 2, 77, 6, 410]][:rows], "int32")
     expected = ops.convert_to_numpy(gpt({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
-    decoder = GPTDecoder(gpt, xla=xla)
-    kernel = decoder.output_kernel()
-    caches = decoder.empty_caches(rows=rows, length=8)
-    # Prefill three tokens, then one token per step.
-    hidden, caches = decoder(ids[:, :3], caches, np.zeros((rows,), "int32"))
-    logits = [ops.convert_to_numpy(decoder.logits(hidden[:, i], kernel)) for i in range(3)]
-    for position in range(3, ids.shape[1]):
-        hidden, caches = decoder(ids[:, position : position + 1], caches, np.full((rows,), position, "int32"))
-        logits.append(ops.convert_to_numpy(decoder.logits(hidden[:, 0], kernel)))
-    np.testing.assert_allclose(np.stack(logits, axis=1), expected, atol=1e-5)
+    np.testing.assert_allclose(decoder_logits(gpt, ids, xla), expected, atol=1e-5)
 
 
-def test_decoder_rejects_bidirectional_blocks():
+def composed_language_model(vocabulary_size=64, hidden_dim=16):
+    """A causal language model composed from tfllm's layers, as in README's tour."""
+    from tfllm.layers import PositionalEmbedding, ReversibleEmbedding, TransformerBlock
+
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    embedding = ReversibleEmbedding(vocabulary_size, hidden_dim)
+    x = embedding(token_ids)
+    x = x + PositionalEmbedding(sequence_length=24, kind="sinusoidal")(x)
+    for _ in range(2):
+        x = TransformerBlock(num_heads=2, intermediate_dim=32, normalize_first=True, causal=True)(
+            x, padding_mask=padding_mask
+        )
+    logits = embedding(keras.layers.LayerNormalization()(x), reverse=True)
+    return keras.Model({"token_ids": token_ids, "padding_mask": padding_mask}, logits)
+
+
+@pytest.mark.parametrize("xla", [True, False], ids=["xla", "graph"])
+def test_a_composed_model_and_a_nested_gpt_decode_like_their_full_pass(gpt, xla):
+    keras.utils.set_random_seed(1)
+    composed = composed_language_model()
+    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in ("token_ids", "padding_mask")}
+    nested = keras.Model(inputs, gpt(inputs))  # a GPT inside another Functional model
+    ids = np.array([[5, 9, 30, 41, 7, 2], [8, 2, 17, 6, 40, 1]], "int32")
+    for model in (composed, nested):
+        expected = ops.convert_to_numpy(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+        np.testing.assert_allclose(decoder_logits(model, ids, xla), expected, atol=1e-5)
+    decoder = GPTDecoder(composed)
+    assert decoder.vocabulary_size == 64 and decoder.max_sequence_length == 24
+    assert len(decoder.blocks) == 2
+
+
+def test_decoder_says_what_a_model_lacks():
+    from tfllm.layers import TransformerBlock
+    from tfllm.models import BERT
+
     model = GPT("gpt-test")
-    model.get_layer("transformer_block_1").causal = False
-    with pytest.raises(ValueError, match="causal"):
+    model.transformer_blocks[1].causal = False
+    with pytest.raises(ValueError, match="causal=False"):
         GPTDecoder(model)
+    with pytest.raises(ValueError, match="segment_ids"):
+        GPTDecoder(BERT("bert-test"))
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    dense = keras.Model({"ids": ids}, keras.layers.Dense(8)(keras.layers.Embedding(8, 4)(ids)))
+    with pytest.raises(ValueError, match="no input named 'token_ids'"):
+        GPTDecoder(dense)
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    no_blocks = keras.Model({"token_ids": token_ids}, keras.layers.Dense(8)(keras.layers.Embedding(8, 4)(token_ids)))
+    with pytest.raises(ValueError, match="no `tfllm.layers.TransformerBlock`"):
+        GPTDecoder(no_blocks)
+    x = keras.layers.Embedding(8, 4)(token_ids)
+    pooled = TransformerBlock(num_heads=2, intermediate_dim=8, causal=True)(x)[:, 0]
+    with pytest.raises(ValueError, match="logits"):
+        GPTDecoder(keras.Model({"token_ids": token_ids}, pooled))
 
 
 def test_mixed_bfloat16_model_generates():
@@ -69,10 +128,12 @@ def graph_op_types(concrete_function):
     return types
 
 
-def _export_style_function(model, max_new_tokens, **static):
+def _export_style_function(model, max_new_tokens, num_candidates=None, **config):
     """`decode` in a plain `tf.function` with per-row options and unknown batch and length,
     as a TF Serving export would embed it."""
     import tensorflow as tf
+
+    config = GenerationConfig(**config)
 
     def serve(token_ids, lengths, temperature, top_k, top_p, seed):
         return decode(
@@ -80,11 +141,13 @@ def _export_style_function(model, max_new_tokens, **static):
             token_ids,
             lengths,
             max_new_tokens,
+            config,
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
             seed=seed,
-            **static,
+            num_candidates=num_candidates,
+            xla=False,
         )
 
     row = lambda dtype: tf.TensorSpec((None,), dtype)  # noqa: E731

@@ -104,13 +104,13 @@ def twin_blocks(block_size, **kwargs):
 
 def test_query_blocks_cover_a_causal_sequence():
     blocked, square = twin_blocks(3)
-    assert blocked._query_blocks(10, cache=None) == [(0, 3), (3, 6), (6, 9), (9, 10)]
-    assert blocked._query_blocks(3, cache=None) is None  # one block: the square itself
-    assert blocked._query_blocks(None, cache=None) is None  # length unknown when traced
-    assert blocked._query_blocks(10, cache=empty_cache(BATCH, 10)) is None
-    assert square._query_blocks(10, cache=None) is None
+    assert blocked._query_blocks(10, 10) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert blocked._query_blocks(3, 3) is None  # one block: the square itself
+    assert blocked._query_blocks(None, None) is None  # length unknown when traced
+    assert blocked._query_blocks(1, 10) is None  # queries of the first positions only
+    assert square._query_blocks(10, 10) is None
     bidirectional = TransformerBlock(num_heads=HEADS, intermediate_dim=32, attention_block_size=3)
-    assert bidirectional._query_blocks(10, cache=None) is None
+    assert bidirectional._query_blocks(10, 10) is None
 
 
 def padding_and_attention_masks(seed, seq=10):
@@ -202,28 +202,53 @@ def test_output_length_is_checked():
     with pytest.raises(ValueError, match="output_length"):
         block(random_inputs(), output_length=0)
     with pytest.raises(ValueError, match="output_length.*cache"):
-        block(random_inputs(), output_length=1, cache=empty_cache(BATCH, SEQ), cache_index=0)
+        block(random_inputs(), output_length=1, cache=empty_cache(block, BATCH, SEQ), cache_index=0)
 
 
-def empty_cache(batch, max_length):
-    return np.zeros((batch, 2, max_length, HEADS, HIDDEN // HEADS), "float32")
+def empty_cache(block, batch, max_length):
+    if not block.built:
+        block.build((None, None, HIDDEN))
+    return block.empty_cache(batch, max_length)
+
+
+def test_empty_cache_layouts():
+    block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=True)
+    with pytest.raises(ValueError, match="built"):
+        block.empty_cache(BATCH, SEQ)
+    keys, values = empty_cache(block, BATCH, SEQ)
+    head_dim = HIDDEN // HEADS
+    # Keys transposed for the query-key product, values as the probability-value product reads them.
+    assert tuple(keys.shape) == (BATCH, HEADS, head_dim, SEQ)
+    assert tuple(values.shape) == (BATCH, HEADS, SEQ, head_dim)
 
 
 @pytest.mark.parametrize("normalize_first", [True, False])
-def test_cached_decoding_equals_full_pass(normalize_first):
+@pytest.mark.parametrize("batch, xla", [(BATCH, True), (BATCH, False), (1, False)])
+def test_cached_decoding_equals_full_pass(normalize_first, batch, xla):
+    """The scatter path (`xla=True`), the select path and, for one row, the element-wise
+    products (`xla=False`) all give the full pass's outputs and caches."""
     block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, normalize_first=normalize_first, causal=True)
-    x = random_inputs()
+    x = random_inputs(batch=batch)
     full = to_numpy(block(x))
 
     max_length = SEQ + 3
     prompt = 3
-    output, cache = block(x[:, :prompt], cache=empty_cache(BATCH, max_length), cache_index=0)
+    output, cache = block(x[:, :prompt], cache=empty_cache(block, batch, max_length), cache_index=0, xla=xla)
     steps = [to_numpy(output)]
     for index in range(prompt, SEQ):
-        output, cache = block(x[:, index : index + 1], cache=cache, cache_index=index)
+        output, cache = block(x[:, index : index + 1], cache=cache, cache_index=index, xla=xla)
         steps.append(to_numpy(output))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
-    assert tuple(cache.shape) == (BATCH, 2, max_length, HEADS, HIDDEN // HEADS)
+
+    # The cache holds every position's key and value, and zeros where nothing was written.
+    keys, values = (to_numpy(part) for part in cache)
+    qkv = to_numpy(block.qkv_dense(block.attention_layer_norm(x) if normalize_first else x))
+    head_dim = HIDDEN // HEADS
+    expected_keys = qkv[..., HIDDEN : 2 * HIDDEN].reshape(batch, SEQ, HEADS, head_dim)
+    expected_values = qkv[..., 2 * HIDDEN :].reshape(batch, SEQ, HEADS, head_dim)
+    np.testing.assert_allclose(keys[..., :SEQ], expected_keys.transpose(0, 2, 3, 1), atol=1e-5)
+    np.testing.assert_allclose(values[:, :, :SEQ], expected_values.transpose(0, 2, 1, 3), atol=1e-5)
+    assert not keys[..., SEQ:].any() and not values[:, :, SEQ:].any()
 
 
 def test_cached_decoding_with_a_position_per_row():
@@ -233,7 +258,7 @@ def test_cached_decoding_with_a_position_per_row():
     full = to_numpy(block(x))
     lengths = np.array([2, 5], "int32")
     # Prefill both rows over 5 positions; row 0's positions 2..4 are overwritten later.
-    _, cache = block(x[:, :5], cache=empty_cache(BATCH, SEQ), cache_index=0)
+    _, cache = block(x[:, :5], cache=empty_cache(block, BATCH, SEQ), cache_index=0)
     outputs = {0: [], 1: []}
     for step in range(SEQ - 5):
         positions = lengths + step
@@ -249,14 +274,14 @@ def test_cached_decoding_with_a_position_per_row():
 def test_bidirectional_cache_sees_every_written_slot():
     block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=False)
     x = random_inputs()
-    output, _ = block(x, cache=empty_cache(BATCH, SEQ + 4), cache_index=0)
+    output, _ = block(x, cache=empty_cache(block, BATCH, SEQ + 4), cache_index=0)
     np.testing.assert_allclose(to_numpy(output), to_numpy(block(x)), atol=1e-5)
 
 
 def test_cache_requires_index():
     block = TransformerBlock(num_heads=HEADS, intermediate_dim=32, causal=True)
     with pytest.raises(ValueError, match="cache_index"):
-        block(random_inputs(), cache=empty_cache(BATCH, SEQ))
+        block(random_inputs(), cache=empty_cache(block, BATCH, SEQ))
 
 
 def test_attention_mask_is_applied():
@@ -303,7 +328,7 @@ def test_fused_attention_equals_the_blocks_own(normalize_first, causal):
     if causal:
         last_steps = []
         for twin in (block, fused):
-            _, cache = twin(x[:, :6], cache=empty_cache(BATCH, 10), cache_index=0)
+            _, cache = twin(x[:, :6], cache=empty_cache(twin, BATCH, 10), cache_index=0)
             output, _ = twin(x[:, 6:7], cache=cache, cache_index=6)
             last_steps.append(to_numpy(output))
         np.testing.assert_allclose(last_steps[1], last_steps[0], atol=1e-5)
@@ -363,6 +388,6 @@ def test_reload_in_a_functional_model_keeps_cache_path(tmp_path):
     model.save(path)
     block = keras.saving.load_model(path).get_layer("b")
     x = random_inputs()
-    output, _ = block(x, cache=empty_cache(BATCH, SEQ), cache_index=0)
+    output, _ = block(x, cache=empty_cache(block, BATCH, SEQ), cache_index=0)
     np.testing.assert_allclose(to_numpy(output), to_numpy(model(x)), atol=1e-5)
     assert ops.shape(output) == (BATCH, SEQ, HIDDEN)

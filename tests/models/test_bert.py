@@ -42,7 +42,7 @@ def test_pooler_reads_the_cls_output_of_the_last_block():
     inputs = bert_inputs()
     inputs["padding_mask"][0, 7:] = 0
     outputs = model(inputs)
-    expected = model.get_layer("pooler_dense")(outputs["sequence_output"][:, 0, :])
+    expected = model.pooler_dense(outputs["sequence_output"][:, 0, :])
     np.testing.assert_allclose(to_numpy(outputs["pooled_output"]), to_numpy(expected), atol=1e-5)
 
 
@@ -165,3 +165,53 @@ def test_fine_tunes_with_jit_compile():
 def test_bad_config_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BERT(**kwargs)
+
+
+def test_config_is_kept_and_rebuilds_the_model():
+    model = BERT.from_preset("bert-test", num_segments=3)
+    assert isinstance(model, BERT)
+    assert (model.num_layers, model.hidden_dim, model.num_segments) == (2, 32, 3)
+    assert model.segment_embedding.input_dim == 3
+    assert len(model.transformer_blocks) == 2 and not any(block.causal for block in model.transformer_blocks)
+    rebuilt = BERT.from_config(model.get_config())
+    assert type(rebuilt) is BERT and rebuilt.get_config() == model.get_config()
+
+
+def test_task_models_wrap_the_backbone_and_reload(tmp_path):
+    backbone = BERT("bert-test")
+    classifier = BERTClassifier(backbone, num_classes=3, dropout=0.2)
+    assert classifier.backbone is backbone and classifier.num_classes == 3 and classifier.dropout == 0.2
+    inputs = bert_inputs()
+    expected = to_numpy(classifier(inputs))
+    path = str(tmp_path / "classifier.keras")
+    classifier.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is BERTClassifier and type(reloaded.backbone) is BERT
+    assert reloaded.get_config()["num_classes"] == 3
+    np.testing.assert_allclose(to_numpy(reloaded(inputs)), expected, atol=1e-6)
+
+
+def test_pretrainer_keeps_its_tie_through_save(tmp_path):
+    from tfllm.models import BERTPretrainer
+
+    pretrainer = BERTPretrainer(BERT("bert-test"))
+    assert pretrainer.masked_lm_head.token_embedding is pretrainer.backbone.token_embedding
+    inputs = dict(bert_inputs(), mask_positions=np.array([[1, 2], [3, 0]], "int32"))
+    expected = to_numpy(pretrainer(inputs)["mlm"])
+    path = str(tmp_path / "pretrainer.keras")
+    pretrainer.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is BERTPretrainer
+    assert reloaded.masked_lm_head.token_embedding is reloaded.backbone.token_embedding
+    np.testing.assert_allclose(to_numpy(reloaded(inputs)["mlm"]), expected, atol=1e-6)
+    # One token table: the head has only its transform and bias besides it.
+    tables = [w for w in reloaded.weights if tuple(w.shape) == (CONFIG["vocabulary_size"], CONFIG["hidden_dim"])]
+    assert len(tables) == 1
+
+
+def test_task_models_need_a_bert_backbone():
+    from tfllm.models import GPT, BERTPretrainer
+
+    for task in (lambda b: BERTClassifier(b, 2), BERTPretrainer):
+        with pytest.raises(ValueError, match="needs a `tfllm.models.BERT` backbone"):
+            task(GPT("gpt-test"))

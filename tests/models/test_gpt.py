@@ -26,9 +26,10 @@ def test_contract_inputs_and_outputs():
     logits = model(gpt_inputs())
     assert tuple(logits.shape) == (2, 10, CONFIG["vocabulary_size"])
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
-    names = [layer.name for layer in model.layers]
-    for name in ["token_embedding", "position_embedding", "transformer_block_0", "transformer_block_1"]:
-        assert name in names
+    assert isinstance(model, GPT) and isinstance(model, keras.Model)
+    assert len(model.transformer_blocks) == model.num_layers == CONFIG["num_layers"]
+    assert all(block.causal and block.normalize_first for block in model.transformer_blocks)
+    assert model.position_embedding.sequence_length == model.max_sequence_length == CONFIG["max_sequence_length"]
 
 
 def test_logits_float32_under_mixed_bfloat16():
@@ -36,8 +37,8 @@ def test_logits_float32_under_mixed_bfloat16():
     logits = model(gpt_inputs())
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in model.weights)
-    block = model.get_layer("transformer_block_0")
-    assert block.compute_dtype == "bfloat16"
+    assert model.transformer_blocks[0].compute_dtype == "bfloat16"
+    assert model.get_config()["dtype"]["config"]["name"] == "mixed_bfloat16"
 
 
 def test_output_projection_is_tied_to_token_embedding():
@@ -121,7 +122,36 @@ def test_fused_attention_gives_the_same_logits():
 
 def test_preset_overrides():
     model = GPT("gpt-test", num_layers=3, dropout=0.0)
-    assert sum(layer.name.startswith("transformer_block_") for layer in model.layers) == 3
+    assert model.num_layers == len(model.transformer_blocks) == 3
+    same = GPT.from_preset("gpt-test", num_layers=3, dropout=0.0)
+    assert same.get_config() == model.get_config()
+    assert same.count_params() == model.count_params()
+
+
+def test_config_is_kept_and_rebuilds_the_model():
+    model = GPT("gpt-test", dropout=0.05, max_sequence_length=32, name="tiny")
+    config = model.get_config()
+    expected = {**CONFIG, "dropout": 0.05, "max_sequence_length": 32, "fused_attention": False}
+    assert {key: config[key] for key in expected} == expected
+    for key, value in expected.items():
+        assert getattr(model, key) == value, key
+    rebuilt = GPT.from_config(config)
+    assert type(rebuilt) is GPT and rebuilt.name == "tiny"
+    assert rebuilt.get_config() == config
+    assert [tuple(w.shape) for w in rebuilt.weights] == [tuple(w.shape) for w in model.weights]
+    assert rebuilt.transformer_blocks[0].dropout == 0.05
+
+
+def test_reloaded_model_is_a_gpt_with_the_same_weights(tmp_path):
+    model = GPT("gpt-test")
+    path = str(tmp_path / "gpt.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is GPT and reloaded.num_layers == model.num_layers
+    for a, b in zip(reloaded.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    # The tie survives: the output projection is the reloaded token embedding itself.
+    assert reloaded.token_embedding.tie_weights
 
 
 @pytest.mark.parametrize(

@@ -116,22 +116,13 @@ def _norm(layer, name):
     return [(layer.gamma, [f"{name}.weight"], _Copy), (layer.beta, [f"{name}.bias"], _Copy)]
 
 
-def _blocks(model):
-    blocks = []
-    while True:
-        try:
-            blocks.append(model.get_layer(f"transformer_block_{len(blocks)}"))
-        except ValueError:
-            return blocks
-
-
 def _gpt2_layout(model):
     """`[(variable, [Hugging Face names], transform)]` for a tfllm GPT (names without prefix)."""
     layout = [
-        (model.get_layer("token_embedding").embeddings, ["wte.weight"], _Copy),
-        (model.get_layer("position_embedding").embeddings, ["wpe.weight"], _Copy),
+        (model.token_embedding.embeddings, ["wte.weight"], _Copy),
+        (model.position_embedding.embeddings, ["wpe.weight"], _Copy),
     ]
-    for i, block in enumerate(_blocks(model)):
+    for i, block in enumerate(model.transformer_blocks):
         prefix = f"h.{i}"
         # GPT-2's Conv1D stores `(in, out)` kernels, the Keras layout.
         layout += _norm(block.attention_layer_norm, f"{prefix}.ln_1")
@@ -140,19 +131,19 @@ def _gpt2_layout(model):
         layout += _norm(block.feedforward_layer_norm, f"{prefix}.ln_2")
         layout += _dense(block.feedforward_intermediate_dense, f"{prefix}.mlp.c_fc", kernel=_Copy)
         layout += _dense(block.feedforward_output_dense, f"{prefix}.mlp.c_proj", kernel=_Copy)
-    layout += _norm(model.get_layer("final_layer_norm"), "ln_f")
+    layout += _norm(model.final_layer_norm, "ln_f")
     return layout
 
 
 def _bert_layout(model):
     """`[(variable, [Hugging Face names], transform)]` for a tfllm BERT (names without prefix)."""
     layout = [
-        (model.get_layer("token_embedding").embeddings, ["embeddings.word_embeddings.weight"], _Copy),
-        (model.get_layer("position_embedding").embeddings, ["embeddings.position_embeddings.weight"], _Copy),
-        (model.get_layer("segment_embedding").embeddings, ["embeddings.token_type_embeddings.weight"], _Copy),
+        (model.token_embedding.embeddings, ["embeddings.word_embeddings.weight"], _Copy),
+        (model.position_embedding.embeddings, ["embeddings.position_embeddings.weight"], _Copy),
+        (model.segment_embedding.embeddings, ["embeddings.token_type_embeddings.weight"], _Copy),
     ]
-    layout += _norm(model.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm")
-    for i, block in enumerate(_blocks(model)):
+    layout += _norm(model.embeddings_layer_norm, "embeddings.LayerNorm")
+    for i, block in enumerate(model.transformer_blocks):
         prefix = f"encoder.layer.{i}"
         attention = f"{prefix}.attention.self"
         layout += [
@@ -165,7 +156,7 @@ def _bert_layout(model):
         layout += _dense(block.feedforward_intermediate_dense, f"{prefix}.intermediate.dense")
         layout += _dense(block.feedforward_output_dense, f"{prefix}.output.dense")
         layout += _norm(block.feedforward_layer_norm, f"{prefix}.output.LayerNorm")
-    layout += _dense(model.get_layer("pooler_dense"), "pooler.dense")
+    layout += _dense(model.pooler_dense, "pooler.dense")
     return layout
 
 
@@ -395,8 +386,8 @@ def to_huggingface(model, directory, tokenizer=None):
     reads the directory back.
 
     Args:
-        model: a model built by `tfllm.models.GPT` or `tfllm.models.BERT` (for a
-            `BERTClassifier`, pass its backbone: `classifier.get_layer("bert")`).
+        model: a `tfllm.models.GPT` or `tfllm.models.BERT` (for a task model such as
+            `BERTClassifier`, pass its backbone: `classifier.backbone`).
         directory: where to write; created if needed, files of the same name overwritten.
         tokenizer: optional `tfllm.tokenizers.BytePairTokenizer` (GPT) or `WordPieceTokenizer`
             (BERT) whose vocabulary size equals the model's.
@@ -414,26 +405,21 @@ def to_huggingface(model, directory, tokenizer=None):
     >>> transformers.AutoModel.from_pretrained("exported")
     """
     kind = _model_kind(model)
-    blocks = _blocks(model)
-    _check_blocks(blocks, kind)
-    token_embedding = model.get_layer("token_embedding")
-    vocabulary_size, hidden_dim = token_embedding.input_dim, token_embedding.output_dim
-    block = blocks[0]
     if kind == "gpt":
         hf_config = {
             "model_type": "gpt2",
             "architectures": ["GPT2LMHeadModel"],
-            "vocab_size": vocabulary_size,
-            "n_positions": model.get_layer("position_embedding").sequence_length,
-            "n_embd": hidden_dim,
-            "n_layer": len(blocks),
-            "n_head": block.num_heads,
-            "n_inner": block.intermediate_dim,
+            "vocab_size": model.vocabulary_size,
+            "n_positions": model.max_sequence_length,
+            "n_embd": model.hidden_dim,
+            "n_layer": model.num_layers,
+            "n_head": model.num_heads,
+            "n_inner": model.intermediate_dim,
             "activation_function": "gelu_new",
-            "resid_pdrop": block.dropout,
-            "embd_pdrop": model.get_layer("embeddings_dropout").rate,
-            "attn_pdrop": block.dropout if block.attention_dropout is None else block.attention_dropout,
-            "layer_norm_epsilon": block.layer_norm_epsilon,
+            "resid_pdrop": model.dropout,
+            "embd_pdrop": model.dropout,
+            "attn_pdrop": model.dropout,
+            "layer_norm_epsilon": model.layer_norm_epsilon,
             "tie_word_embeddings": True,
         }
         layout, prefix = _gpt2_layout(model), "transformer."
@@ -441,22 +427,23 @@ def to_huggingface(model, directory, tokenizer=None):
         hf_config = {
             "model_type": "bert",
             "architectures": ["BertModel"],
-            "vocab_size": vocabulary_size,
-            "hidden_size": hidden_dim,
-            "num_hidden_layers": len(blocks),
-            "num_attention_heads": block.num_heads,
-            "intermediate_size": block.intermediate_dim,
+            "vocab_size": model.vocabulary_size,
+            "hidden_size": model.hidden_dim,
+            "num_hidden_layers": model.num_layers,
+            "num_attention_heads": model.num_heads,
+            "intermediate_size": model.intermediate_dim,
             "hidden_act": "gelu",
-            "hidden_dropout_prob": block.dropout,
-            "attention_probs_dropout_prob": block.dropout if block.attention_dropout is None else block.attention_dropout,
-            "max_position_embeddings": model.get_layer("position_embedding").sequence_length,
-            "type_vocab_size": model.get_layer("segment_embedding").input_dim,
-            "layer_norm_eps": block.layer_norm_epsilon,
+            "hidden_dropout_prob": model.dropout,
+            "attention_probs_dropout_prob": model.dropout,
+            "max_position_embeddings": model.max_sequence_length,
+            "type_vocab_size": model.num_segments,
+            "layer_norm_eps": model.layer_norm_epsilon,
             "position_embedding_type": "absolute",
             "pad_token_id": 0,
         }
         layout, prefix = _bert_layout(model), ""
     hf_config["dtype"] = "float32"
+    vocabulary_size = model.vocabulary_size
 
     if tokenizer is not None:
         _check_tokenizer(tokenizer, kind, vocabulary_size)
@@ -479,38 +466,17 @@ def to_huggingface(model, directory, tokenizer=None):
 
 
 def _model_kind(model):
-    names = {layer.name for layer in getattr(model, "layers", [])}
-    if {"token_embedding", "position_embedding", "segment_embedding", "pooler_dense"} <= names:
+    if isinstance(model, BERT):
         return "bert"
-    if {"token_embedding", "position_embedding", "final_layer_norm"} <= names:
+    if isinstance(model, GPT):
         return "gpt"
     hint = ""
-    if "bert" in names:
-        hint = " For a BERTClassifier or BERTPretrainer, pass its backbone: model.get_layer('bert')."
+    if isinstance(getattr(model, "backbone", None), (GPT, BERT)):
+        hint = " For a task model such as BERTClassifier or BERTPretrainer, pass its backbone: model.backbone."
     raise ValueError(
-        f"to_huggingface expects a model built by tfllm.models.GPT or tfllm.models.BERT. "
-        f"Received the model {getattr(model, 'name', model)!r}.{hint}"
+        f"to_huggingface expects a `tfllm.models.GPT` or `tfllm.models.BERT`. "
+        f"Received: {type(model).__name__} {getattr(model, 'name', model)!r}.{hint}"
     )
-
-
-def _check_blocks(blocks, kind):
-    """Every block must be the GPT-2 / BERT block that `transformers` will rebuild."""
-    expected = dict(
-        gpt=dict(activation="gelu_approximate", normalize_first=True, causal=True),
-        bert=dict(activation="gelu", normalize_first=False, causal=False),
-    )[kind]
-    if not blocks:
-        raise ValueError("The model has no transformer blocks named 'transformer_block_0', ...")
-    for block in blocks:
-        for option, value in expected.items():
-            if getattr(block, option) != value:
-                raise ValueError(
-                    f"{block.name} has {option}={getattr(block, option)!r}; a Hugging Face "
-                    f"{'GPT-2' if kind == 'gpt' else 'BERT'} needs {option}={value!r}."
-                )
-        for option in ("num_heads", "intermediate_dim", "layer_norm_epsilon"):
-            if getattr(block, option) != getattr(blocks[0], option):
-                raise ValueError(f"The blocks differ in {option}; a Hugging Face config has one value for all.")
 
 
 def _check_tokenizer(tokenizer, kind, vocabulary_size):

@@ -1,5 +1,6 @@
 """tf.data pipelines: causal-LM windows, BERT pretraining (MLM + NSP), classification, length bucketing."""
 
+from tfllm.data import samples
 from tfllm.data.bert_pretraining import bert_pretraining_dataset, sentence_pairs
 from tfllm.data.bucketing import bucket_by_length
 from tfllm.data.causal_lm import causal_lm_dataset, token_stream
@@ -24,6 +25,7 @@ __all__ = [
     "classification_dataset",
     "hold_out_lines",
     "read_classification_file",
+    "samples",
     "sentence_pairs",
     "token_stream",
 ]

@@ -47,24 +47,19 @@ def export_gpt(
     base_path,
     version=None,
     *,
-    max_new_tokens=64,
+    max_new_tokens=None,
     default_max_new_tokens=None,
-    sampler="greedy",
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-    seed=0,
-    stop_token_ids=None,
+    config=None,
     num_candidates=None,
     models_config=True,
     serving_base_path="/models",
+    **options,
 ):
     """Exports a GPT model, its tokenizer and generation for TF Serving.
 
     Signatures (every input and output `[batch]`):
-        - `serving_default`: `{"prompt": string}` -> `{"completion": string}`, with the
-          sampler chosen here (`sampler`, `temperature`, `top_k`, `top_p`, `seed`) and
-          `default_max_new_tokens` tokens.
+        - `serving_default`: `{"prompt": string}` -> `{"completion": string}`, generated as
+          `config` says (default: greedy) with `default_max_new_tokens` tokens.
         - `generate`: `{"prompt": string, "max_new_tokens": int32, "temperature": float32,
           "top_k": int32, "top_p": float32, "seed": int32}` -> `{"completion": string}`.
           Per row: `temperature <= 0` is greedy; `top_k <= 0` and `top_p` outside (0, 1]
@@ -82,18 +77,22 @@ def export_gpt(
     stop token (default: end-of-text).
 
     Args:
-        model: a tfllm GPT model (`tfllm.models.GPT`).
+        model: a `tfllm.models.GPT`, or a causal language model composed from tfllm's layers
+            (see `tfllm.generation.GPTDecoder`).
         tokenizer: its `tfllm.tokenizers.BytePairTokenizer` (with an end-of-text token).
         base_path: the model's base path, e.g. `saved_models/gpt`; the model is served
             under this directory's name.
         version: int, or None for the next free version.
-        max_new_tokens: the cap on new tokens per request; must leave room for a prompt.
+        max_new_tokens: the cap on new tokens per request; must leave room for a prompt
+            (default: 64, or half the model's maximum sequence length when that is less).
         default_max_new_tokens: new tokens for `serving_default` (default: the cap).
-        sampler: `"greedy"` or `"random"` for `serving_default`; `temperature`, `top_k`
-            (0: off), `top_p` and `seed` are its options when random.
-        stop_token_ids: token ids that end a completion (default: end-of-text).
+        config: a `tfllm.generation.GenerationConfig` for `serving_default` (a greedy or
+            sampling config; `seed` defaults to 0); its `stop_token_ids` (default:
+            end-of-text), `repetition_penalty` and `no_repeat_ngram_size` apply to
+            `generate` too.
         num_candidates: how many of the most likely tokens `generate` samples among
             (default: the whole vocabulary, so `top_p` is exact).
+        **options: instead of `config`, its options (`sampler="top_p", top_p=0.9, ...`).
         models_config: True writes or updates `models.config` beside `base_path`; a path
             names the file; False writes none.
         serving_base_path: where the server sees the base paths' parent (the container's
@@ -107,13 +106,9 @@ def export_gpt(
         tokenizer,
         max_new_tokens=max_new_tokens,
         default_max_new_tokens=default_max_new_tokens,
-        sampler=sampler,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        stop_token_ids=stop_token_ids,
+        config=config,
         num_candidates=num_candidates,
+        **options,
     )
     return _export(server, base_path, version, models_config, serving_base_path)
 

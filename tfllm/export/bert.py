@@ -1,11 +1,10 @@
 """BERT models with their WordPiece tokenizer and packer as servable `tf.Module`s."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfllm.data.classification import BERTInputPacker
-from tfllm.layers._validation import check_positive_int
+from tfllm._validation import check_positive_int
 from tfllm.tokenizers import WordPieceTokenizer
 
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
@@ -96,8 +95,12 @@ class MaskedLMServer(_BERTServer):
             special_tokens_in_strings=True,
         )
         super().__init__(pretrainer, tokenizer, sequence_length, normalize_embeddings, name="masked_lm_server")
-        if "mask_positions" not in pretrainer.input:
-            raise ValueError("`pretrainer` must be a `tfllm.models.BERTPretrainer` (an input named 'mask_positions').")
+        from tfllm.models import BERTPretrainer
+
+        if not isinstance(pretrainer, BERTPretrainer):
+            raise ValueError(
+                f"`pretrainer` must be a `tfllm.models.BERTPretrainer`. Received: {type(pretrainer).__name__}"
+            )
         check_positive_int("top_k", top_k)
         check_positive_int("max_masks", max_masks)
         self.top_k, self.max_masks = top_k, max_masks
@@ -150,15 +153,14 @@ class MaskedLMServer(_BERTServer):
 def _sequence_encoder(model):
     """A callable: BERT features -> the final hidden states `(batch, length, hidden_dim)`.
 
-    Works for a `BERTClassifier` (the BERT backbone is one of its layers) and a
-    `BERTPretrainer` (its heads extend the backbone's graph, whose last block is found by name).
+    `model` is a `tfllm.models.BERT` or a task model holding one as `model.backbone`.
     """
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and isinstance(layer.output, dict) and "sequence_output" in layer.output:
-            return lambda features: layer(features, training=False)["sequence_output"]
-    blocks = [layer for layer in model.layers if layer.name.startswith("transformer_block_")]
-    if not blocks:
-        raise ValueError(f"Cannot find a BERT backbone in {model.name!r}: no nested BERT and no transformer blocks.")
-    inputs = {name: model.input[name] for name in ("token_ids", "segment_ids", "padding_mask")}
-    encoder = keras.Model(inputs, blocks[-1].output, name=f"{model.name}_encoder")
-    return lambda features: encoder(features, training=False)
+    from tfllm.models import BERT
+
+    backbone = getattr(model, "backbone", model)
+    if not isinstance(backbone, BERT):
+        raise ValueError(
+            f"A BERT export needs a `tfllm.models.BERT` or a task model with one as `backbone`. "
+            f"Received: {type(model).__name__} {getattr(model, 'name', model)!r}"
+        )
+    return lambda features: backbone(features, training=False)["sequence_output"]

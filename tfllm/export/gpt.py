@@ -3,9 +3,10 @@
 import numpy as np
 import tensorflow as tf
 
+from tfllm._validation import check_positive_int
 from tfllm.generation import decoding
-from tfllm.generation.generate import _check_token_id, _stop_tokens
-from tfllm.layers._validation import check_positive_float, check_positive_int
+from tfllm.generation.config import GenerationConfig
+from tfllm.generation.generate import generation_config
 
 _PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
 _GENERATE_INPUTS = [
@@ -30,28 +31,46 @@ class GPTServer(tf.Module):
         - `generate`: `{"prompt", "max_new_tokens", "temperature", "top_k", "top_p",
           "seed"}` -> `{"completion"}`, sampling options per row.
         - `score`: `{"text"}` -> `{"log_likelihood", "num_tokens"}`.
+
+    Args:
+        model: a causal language model (see `tfllm.generation.GPTDecoder`).
+        tokenizer: its tokenizer, with an end-of-text token (`end_of_text_id`).
+        max_new_tokens: the cap on new tokens per request (default: 64, or half the model's
+            maximum sequence length when that is less).
+        default_max_new_tokens: new tokens for `serving_default` (default: the cap).
+        config: a `tfllm.generation.GenerationConfig` for `serving_default` (sampler
+            `"greedy"`, `"random"`, `"top_k"` or `"top_p"`; one sequence per prompt); its
+            `stop_token_ids` (default: end-of-text), `repetition_penalty` and
+            `no_repeat_ngram_size` apply to both generating signatures.
+        num_candidates: how many of the most likely tokens `generate` samples among
+            (default: the whole vocabulary, so `top_p` is exact).
+        **options: instead of `config`, its options.
     """
 
     def __init__(
         self,
         model,
         tokenizer,
-        max_new_tokens=64,
+        max_new_tokens=None,
         default_max_new_tokens=None,
-        sampler="greedy",
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        seed=0,
-        stop_token_ids=None,
+        *,
+        config=None,
         num_candidates=None,
+        **options,
     ):
         super().__init__(name="gpt_server")
         self.model = model
         self.tokenizer = tokenizer
-        decoder = decoding.GPTDecoder(model)  # Checks that `model` is a causal pre-norm GPT.
+        decoder = decoding.GPTDecoder(model)  # Checks that `model` is a causal language model.
         self.context_length = decoder.max_sequence_length
         self.vocabulary_size = decoder.vocabulary_size
+        if self.context_length is None:
+            raise ValueError(
+                "A GPT export needs a model with a maximum sequence length (a `PositionalEmbedding`): "
+                "it keeps the most recent tokens of long prompts within it."
+            )
+        if max_new_tokens is None:
+            max_new_tokens = max(1, min(64, self.context_length // 2))
         check_positive_int("max_new_tokens", max_new_tokens)
         if max_new_tokens >= self.context_length:
             raise ValueError(
@@ -65,14 +84,6 @@ class GPTServer(tf.Module):
             raise ValueError(
                 f"`default_max_new_tokens` ({self.default_max_new_tokens}) exceeds `max_new_tokens` ({max_new_tokens})."
             )
-        if sampler not in ("greedy", "random"):
-            raise ValueError(f"`sampler` must be 'greedy' or 'random'. Received: sampler={sampler!r}")
-        check_positive_float("temperature", temperature)
-        if not 0 < top_p <= 1:
-            raise ValueError(f"`top_p` must be in (0, 1]. Received: top_p={top_p}")
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"`top_k` must be an int >= 0 (0: no top-k filter). Received: top_k={top_k!r}")
-        self.defaults = dict(sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
 
         self.start_token_id = getattr(tokenizer, "end_of_text_id", None)
         if self.start_token_id is None:
@@ -80,13 +91,27 @@ class GPTServer(tf.Module):
                 "The tokenizer needs an end-of-text token (`end_of_text_id`): it starts empty prompts "
                 "and texts to score, and stops generation."
             )
-        if stop_token_ids is None:
-            stop_token_ids = (self.start_token_id,)
-        self.stop_token_ids = tuple(
-            _check_token_id("stop_token_ids", token, self.vocabulary_size) for token in _stop_tokens(stop_token_ids)
-        )
+        config = generation_config(config, options.pop("sampler", "greedy"), options)
+        if config.sampler == "beam" or config.num_return_sequences != 1:
+            raise ValueError(
+                "A GPT export samples or decodes greedily, one completion per prompt: `sampler` must be "
+                f"'greedy', 'random', 'top_k' or 'top_p' and num_return_sequences 1. Received: "
+                f"sampler={config.sampler!r}, num_return_sequences={config.num_return_sequences}"
+            )
+        if config.stop_token_ids is None:
+            config = config.replace(stop_token_ids=(self.start_token_id,))
+        self.config = config.replace(pad_token_id=self.start_token_id)
+        self.config.check_vocabulary(self.vocabulary_size)
+        self.stop_token_ids = self.config.stop_token_ids
         self.num_candidates = min(num_candidates or self.vocabulary_size, self.vocabulary_size)
         check_positive_int("num_candidates", self.num_candidates)
+        row = self.config.row_options() if self.config.sampling else {}
+        self.defaults = dict(
+            temperature=row.get("temperature", 1.0),
+            top_k=row.get("top_k", 0),
+            top_p=row.get("top_p", 1.0),
+            seed=0 if self.config.seed is None else self.config.seed,
+        )
 
         self.serving_default = tf.function(self._serving_default, input_signature=[_PROMPT], autograph=False)
         self.generate = tf.function(self._generate, input_signature=_GENERATE_INPUTS, autograph=False)
@@ -124,7 +149,7 @@ class GPTServer(tf.Module):
         return self._complete(
             prompt,
             tf.fill([rows], self.default_max_new_tokens),
-            d["sampler"],
+            "random" if self.config.sampling else "greedy",
             tf.fill([rows], float(d["temperature"])),
             tf.fill([rows], d["top_k"]),
             tf.fill([rows], float(d["top_p"])),
@@ -165,14 +190,15 @@ class GPTServer(tf.Module):
         # One loop for the batch runs to its longest request; each row is cut to its own.
         steps = tf.maximum(tf.reduce_max(tf.concat([max_new_tokens, [0]], 0)), 1)
         ids, lengths = self._window(self.tokenizer(prompt), self.context_length - steps, prepend_start=False)
-        options = dict(stop_token_ids=self.stop_token_ids, pad_token_id=self.start_token_id)
+        config = self._decode_config(sampler)
+        options = {}
         if sampler == "random":
-            options.update(
+            options = dict(
                 temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, num_candidates=self.num_candidates
             )
 
         def decode(ids, lengths):
-            return decoding.decode(self.model, ids, lengths, steps, sampler, xla=False, **options)
+            return decoding.decode(self.model, ids, lengths, steps, config, xla=False, **options)
 
         # A lone request gets a loop traced for one row, whose attention the decoder writes
         # without batched matrix products (see `GPTDecoder`'s `xla`).
@@ -190,6 +216,17 @@ class GPTServer(tf.Module):
             generated &= tf.cumsum(tf.cast(stopped, tf.int32), axis=1) == 0
         completion = self.tokenizer.detokenize(tf.ragged.boolean_mask(output, generated))
         return {"completion": completion}
+
+    def _decode_config(self, sampler):
+        """The export's config for one traced loop: greedy, or sampling whose per-row options
+        come as tensors."""
+        return GenerationConfig(
+            sampler=sampler,
+            repetition_penalty=self.config.repetition_penalty,
+            no_repeat_ngram_size=self.config.no_repeat_ngram_size,
+            stop_token_ids=self.stop_token_ids,
+            pad_token_id=self.start_token_id,
+        )
 
     def _window(self, ids, keep, prepend_start, min_columns=1):
         """Right-padded dense ids `(rows, length)` and lengths `(rows,)` from ragged ids.

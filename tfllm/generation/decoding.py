@@ -9,210 +9,210 @@ import keras
 from keras import ops
 
 from tfllm.generation import selection
-from tfllm.layers._validation import get_activation
+from tfllm.generation.config import GenerationConfig
+from tfllm.layers import PositionalEmbedding, ReversibleEmbedding, TransformerBlock
 
 DECODE_SAMPLERS = ("greedy", "random", "beam")
 
 
 class GPTDecoder:
-    """Runs a tfllm GPT model a chunk of tokens at a time, with a KV cache per block.
+    """Runs a causal language model a chunk of tokens at a time, each block with its KV cache.
 
-    The layers are found by the names `tfllm.models.GPT` gives them: `token_embedding`,
-    `position_embedding`, `embeddings_add`, `transformer_block_{i}` and `final_layer_norm`.
-    Dropout is skipped: decoding is inference.
+    The model is any Functional Keras model built from tfllm's layers: `tfllm.models.GPT`,
+    or one a user composes. The decoder reads its structure, never its layer names: it runs
+    the model's own graph, calling every causal `TransformerBlock` with its cache
+    (`TransformerBlock.empty_cache`, the block's one cached-attention path), every
+    `PositionalEmbedding` from each row's position, and everything else as the model does.
+    Dropout is off: decoding is inference. Two things are done once per call instead of per
+    step: a `ReversibleEmbedding`'s output projection reads a transposed copy of its table
+    made once (`output_kernels`), and the logits are computed at one position per row only.
 
-    The blocks are run from their own sublayers (the computation of `TransformerBlock.call`
-    for a causal pre-norm block at inference) with a cache laid out for decoding: per block,
-    keys `(rows, num_heads, head_dim, length)` and values `(rows, num_heads, length,
-    head_dim)`, the layouts the two attention products read without a transpose. Each
-    step's keys and values are scattered in, which XLA does in place. `TransformerBlock`'s
-    own cache path, one `(rows, 2, length, num_heads, head_dim)` tensor, costs XLA a
-    transpose, an unstack and a re-stack of the whole cache per block per step (decoding
-    with it was 1.4x slower at batch 1 and 1.7x at batch 8 in `benchmarks/generation.py`).
-    Writes are scatters, never `slice_update`, so no `Xla*` op enters a graph.
+    What a model needs, checked here (a `ValueError` says what is missing):
+
+    - an int token-id input named `token_ids` (or a single input); besides it only a
+      `padding_mask` input, which decoding fills with ones;
+    - at least one `TransformerBlock`, every one causal and called without
+      `attention_mask` or `output_length` (the cache replaces the padding mask: a row's
+      token at position `p` attends to the cache slots `<= p`);
+    - one output: logits `(batch, seq, vocabulary_size)`.
+
+    Layers between the last block and the output must act on each position alone (a layer
+    norm, the output projection), as in every causal language model; the decoder takes the
+    last block's output at the positions it needs logits for.
 
     Args:
-        model: a model built by `tfllm.models.GPT` (or one with the same layer names whose
-            blocks are pre-norm and causal).
-        xla: bool, whether the calls will be compiled by XLA (`jax.jit` included). Without
-            XLA (a plain TensorFlow graph, as in a TF Serving export) a one-token step differs
-            in two ways, for speed; the tokens are the same. It writes its keys and values
-            into the caches with a select on a one-hot position mask made once per step,
-            instead of a scatter per block whose indices cost about 25 small ops (exported
-            decoding about 4% faster at batch 8). And when the batch is statically one row,
-            it writes the two attention products as element-wise products and sums:
-            TensorFlow's `BatchMatMulV2` costs about 67 us a call at these shapes on CPU,
-            and exported decoding of one row is about 1.2x faster. With more rows the sums
-            are slower than the matrix products, and under XLA neither change pays.
+        model: the language model.
+        xla: bool, whether the calls will be compiled by XLA (`jax.jit` included); passed
+            to the blocks (see `TransformerBlock`'s `xla`). The tokens are the same either way.
 
     Example:
 
-    >>> decoder = GPTDecoder(tfllm.models.GPT("gpt-test"))
+    >>> decoder = GPTDecoder(tfllm.models.GPT.from_preset("gpt-test"))
     >>> caches = decoder.empty_caches(rows=2, length=16)
-    >>> hidden, caches = decoder(np.ones((2, 4), "int32"), caches, positions=np.zeros(2, "int32"))
-    >>> decoder.logits(hidden[:, -1], decoder.output_kernel()).shape
+    >>> kernels = decoder.output_kernels()
+    >>> logits, caches = decoder(np.ones((2, 4), "int32"), caches, np.zeros(2, "int32"), kernels)
+    >>> logits.shape
     (2, 512)
     """
 
     def __init__(self, model, xla=True):
+        self.model = model
         self.xla = xla
-        self.token_embedding = _get_layer(model, "token_embedding")
-        self.position_embedding = _get_layer(model, "position_embedding")
-        self.embeddings_add = _get_layer(model, "embeddings_add")
-        self.final_layer_norm = _get_layer(model, "final_layer_norm")
-        names = {layer.name for layer in model.layers}
-        self.blocks = []
-        while f"transformer_block_{len(self.blocks)}" in names:
-            self.blocks.append(model.get_layer(f"transformer_block_{len(self.blocks)}"))
-        if not self.blocks:
-            raise ValueError(
-                "`model` must be a tfllm GPT model (`tfllm.models.GPT`): it has no layer named "
-                f"'transformer_block_0'. Received: model={model.name!r}"
-            )
-        for block in self.blocks:
-            if not (block.normalize_first and block.causal):
+        operations = list(_operations(model))
+        self.blocks = [operation for operation, _ in operations if isinstance(operation, TransformerBlock)]
+        self._check(model, operations)
+        self._reversed = []
+        for operation, kwargs in operations:
+            if isinstance(operation, ReversibleEmbedding) and kwargs.get("reverse") and operation not in self._reversed:
+                self._reversed.append(operation)
+        self.vocabulary_size = model.output.shape[-1]
+        lengths = [op.sequence_length for op, _ in operations if isinstance(op, PositionalEmbedding)]
+        self.max_sequence_length = min(lengths) if lengths else None
+
+    def _check(self, model, operations):
+        name = getattr(model, "name", model)
+        needs = (
+            "Generation needs a causal language model built from tfllm's layers (e.g. "
+            "`tfllm.models.GPT`; see `tfllm.generation.GPTDecoder`)"
+        )
+        if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
+            raise ValueError(f"{needs}: a Functional Keras model. Received: {type(model).__name__}")
+        inputs = model.input
+        if isinstance(inputs, dict):
+            if "token_ids" not in inputs:
+                raise ValueError(f"{needs}; model {name!r} has no input named 'token_ids'. Its inputs: {sorted(inputs)}")
+            extra = sorted(set(inputs) - {"token_ids", "padding_mask"})
+            if extra:
                 raise ValueError(
-                    "Generation needs causal pre-norm transformer blocks (GPT). Received "
-                    f"{block.name} with normalize_first={block.normalize_first}, causal={block.causal}"
+                    f"{needs}; besides 'token_ids' and 'padding_mask', model {name!r} takes inputs {extra}, "
+                    "which decoding cannot fill."
                 )
-        self._activations = [get_activation(block.activation) for block in self.blocks]
-        self.vocabulary_size = self.token_embedding.input_dim
-        self.max_sequence_length = self.position_embedding.sequence_length
+        elif len(model.inputs) != 1:
+            raise ValueError(f"{needs}; model {name!r} takes {len(model.inputs)} unnamed inputs (give it a dict input).")
+        output = model.output
+        if isinstance(output, (dict, list, tuple)) or len(output.shape) != 3 or output.shape[-1] is None:
+            raise ValueError(
+                f"{needs}; model {name!r} must have one output, logits (batch, seq, vocabulary_size). "
+                f"Received: {keras.tree.map_structure(lambda x: x.shape, output)}"
+            )
+        if not self.blocks:
+            raise ValueError(f"{needs}; model {name!r} has no `tfllm.layers.TransformerBlock`.")
+        for operation, kwargs in operations:
+            if not isinstance(operation, TransformerBlock):
+                continue
+            if not operation.causal:
+                raise ValueError(
+                    f"{needs}; its blocks must be causal. Received {operation.name} with causal=False."
+                )
+            unsupported = sorted(key for key in ("attention_mask", "output_length") if kwargs.get(key) is not None)
+            if unsupported:
+                raise ValueError(
+                    f"{needs}; {operation.name} is called with {', '.join(unsupported)}, which cached "
+                    "decoding cannot reproduce."
+                )
 
     def empty_caches(self, rows, length):
-        """Per block, zero keys `(rows, num_heads, head_dim, length)` (transposed: the layout
-        of the query-key product) and values `(rows, num_heads, length, head_dim)`."""
-        return [
-            (
-                ops.zeros((rows, block.num_heads, block.head_dim, length), dtype=block.compute_dtype),
-                ops.zeros((rows, block.num_heads, length, block.head_dim), dtype=block.compute_dtype),
-            )
-            for block in self.blocks
-        ]
+        """One `block.empty_cache(rows, length)` per block call, in the order the graph runs them."""
+        return [block.empty_cache(rows, length) for block in self.blocks]
 
-    def __call__(self, token_ids, caches, positions):
+    def output_kernels(self):
+        """The transposed tables of the model's tied output projections, to be made once per call.
+
+        A step's logits are then a plain matrix product that reads the kernel in order;
+        transposing inside every step instead costs XLA a strided read of the whole table.
+        """
+        return [_output_kernel(embedding) for embedding in self._reversed]
+
+    def __call__(self, token_ids, caches, positions, kernels, logits_at=None):
         """Runs `token_ids` `(rows, seq)`; row `r` at positions `positions[r] + [0, seq)`.
 
-        Returns the last block's hidden states `(rows, seq, hidden_dim)` (before the final
-        layer norm) and the updated caches.
+        Args:
+            token_ids: int32 `(rows, seq)`.
+            caches: from `empty_caches` or the previous call.
+            positions: int32 `(rows,)`.
+            kernels: from `output_kernels()`.
+            logits_at: optional int32 `(rows,)`: the column of each row whose logits are
+                returned (default: the last).
+
+        Returns:
+            float32 logits `(rows, vocabulary_size)` and the updated caches.
         """
         positions = ops.cast(positions, "int32")
-        x = self.token_embedding(token_ids)
-        x = self.embeddings_add([x, self.position_embedding(x, start_index=positions)])
-        # Made once for every block. (rows, seq): the position of every new token.
-        token_positions = positions[:, None] + ops.arange(ops.shape(token_ids)[1], dtype="int32")[None, :]
-        cache_positions = ops.arange(ops.shape(caches[0][1])[2], dtype="int32")
-        # (rows, seq, cache_length) bool: the cache slots each new token attends to.
-        causal = cache_positions[None, None, :] <= token_positions[:, :, None]
-        step_mask = None
-        if not self.xla and token_ids.shape[1] == 1:
-            # (rows, cache_length) bool: where each row's one new token goes in the caches.
-            step_mask = cache_positions[None, :] == positions[:, None]
+        token_ids = ops.cast(token_ids, "int32")
+        if logits_at is None:
+            logits_at = ops.full((ops.shape(token_ids)[0],), ops.shape(token_ids)[1] - 1, "int32")
         updated = []
-        for block, activation, cache in zip(self.blocks, self._activations, caches):
-            x, cache = self._block(block, activation, x, cache, token_positions, causal, step_mask)
-            updated.append(cache)
-        return x, updated
+        kernels = dict(zip(map(id, self._reversed), kernels))
 
-    def output_kernel(self):
-        """The `(hidden_dim, vocabulary_size)` output projection, to be made once per call.
+        def call(operation, *args, **kwargs):
+            if isinstance(operation, TransformerBlock):
+                index = len(updated)
+                if operation is not self.blocks[index]:
+                    raise RuntimeError("The model's blocks ran in another order than the decoder found them in.")
+                kwargs.pop("padding_mask", None)
+                output, cache = operation(
+                    *args, cache=caches[index], cache_index=positions, xla=self.xla, training=False, **kwargs
+                )
+                updated.append(cache)
+                if index == len(self.blocks) - 1:
+                    # Everything after the last block acts on each position alone.
+                    output = ops.take_along_axis(output, ops.cast(logits_at, "int32")[:, None, None], axis=1)
+                return output
+            if isinstance(operation, PositionalEmbedding):
+                return operation(*args, start_index=positions, **kwargs)
+            if isinstance(operation, ReversibleEmbedding) and kwargs.get("reverse") and id(operation) in kernels:
+                return _reverse(operation, args[0], kernels[id(operation)])
+            if _is_functional(operation):
+                return operation._run_through_graph(
+                    operation._standardize_inputs(args[0]), operation_fn=lambda op: op, call_fn=call
+                )
+            return operation(*args, **kwargs)
 
-        The transposed token embedding (tied weights) as a tensor of its own: a step's
-        logits are then a plain matrix product that reads it in order. Transposing inside
-        every step instead costs XLA a strided read of the whole table (decoding is about
-        1.15x slower).
-        """
-        embedding = self.token_embedding
-        if embedding.tie_weights:
-            return ops.transpose(embedding.embeddings)
-        return embedding.reverse_embeddings
-
-    def logits(self, hidden, kernel):
-        """float32 next-token logits `(rows, vocabulary_size)` for hidden states `(rows, hidden_dim)`.
-
-        `kernel` is `output_kernel()`. The same computation as the token embedding's
-        `reverse=True` call.
-        """
-        embedding = self.token_embedding
-        hidden = self.final_layer_norm(hidden)
-        dtype = embedding.reverse_dtype or hidden.dtype
-        logits = ops.matmul(ops.cast(hidden, dtype), ops.cast(kernel, dtype))
-        if embedding.logit_soft_cap is not None:
-            logits = ops.tanh(logits / embedding.logit_soft_cap) * embedding.logit_soft_cap
-        return ops.cast(logits, "float32")
-
-    def _block(self, block, activation, x, cache, token_positions, causal, step_mask):
-        """`TransformerBlock.call` (pre-norm, causal, inference) reading and writing `cache`."""
-        key_cache, value_cache = cache
-        rows, length = ops.shape(x)[0], ops.shape(x)[1]
-        heads, head_dim = block.num_heads, block.head_dim
-        residual = x
-        qkv = block.qkv_dense(block.attention_layer_norm(x))
-        # (3, rows, heads, seq, head_dim)
-        qkv = ops.transpose(ops.reshape(qkv, (rows, length, 3, heads, head_dim)), (2, 0, 3, 1, 4))
-        query, key, value = qkv[0], qkv[1], qkv[2]
-
-        if step_mask is None:
-            key_cache = ops.scatter_update(
-                key_cache, _cache_indices(token_positions, heads, head_dim), ops.reshape(key, (-1,))
-            )
-            value_cache = ops.scatter_update(
-                value_cache, _cache_indices(token_positions, heads), ops.reshape(value, (-1, head_dim))
-            )
-        else:
-            key_cache = ops.where(step_mask[:, None, None, :], ops.transpose(key, (0, 1, 3, 2)), key_cache)
-            value_cache = ops.where(step_mask[:, None, :, None], value, value_cache)
-
-        query = query * ops.cast(1.0 / head_dim**0.5, query.dtype)
-        # (rows, heads, seq, cache_length), softmax taken in float32.
-        # One row, one token, no XLA: see `GPTDecoder`'s `xla`.
-        by_sums = step_mask is not None and x.shape[0] == 1
-        if by_sums:
-            scores = ops.sum(query[:, :, 0, :, None] * key_cache, axis=2)[:, :, None, :]
-        else:
-            scores = ops.matmul(query, key_cache)
-        scores = ops.cast(scores, "float32")
-        scores = ops.where(causal[:, None, :, :], scores, selection.NEGATIVE)
-        # `ops.softmax` written out: on TensorFlow without XLA, `ops.softmax` runs oneDNN's
-        # softmax, which costs about 0.1 ms a call at these small shapes, 5x these four ops.
-        weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
-        probabilities = ops.cast(weights / ops.sum(weights, axis=-1, keepdims=True), block.compute_dtype)
-        if by_sums:
-            attended = ops.sum(probabilities[:, :, 0, :, None] * value_cache, axis=2)[:, :, None, :]
-        else:
-            attended = ops.matmul(probabilities, value_cache)
-        # (rows, seq, heads, head_dim)
-        attended = ops.transpose(attended, (0, 2, 1, 3))
-        attended = ops.reshape(attended, (rows, length, heads * head_dim))
-        x = block.attention_output_dense(attended) + residual
-
-        residual = x
-        x = block.feedforward_intermediate_dense(block.feedforward_layer_norm(x))
-        x = block.feedforward_output_dense(activation(x)) + residual
-        return x, (key_cache, value_cache)
+        inputs = {"token_ids": token_ids}
+        if isinstance(self.model.input, dict) and "padding_mask" in self.model.input:
+            inputs["padding_mask"] = ops.ones_like(token_ids)
+        if not isinstance(self.model.input, dict):
+            inputs = token_ids
+        logits = self.model._run_through_graph(
+            self.model._standardize_inputs(inputs), operation_fn=lambda op: op, call_fn=call
+        )
+        return ops.cast(logits[:, -1], "float32"), updated
 
 
-def _cache_indices(token_positions, heads, head_dim=None):
-    """Where the new keys or values go: one `(row, head, position)` per row, head and token.
+def _is_functional(operation):
+    return isinstance(operation, keras.Model) and hasattr(operation, "_nodes_by_depth")
 
-    With `head_dim`, for the transposed key cache: one `(row, head, feature, position)` per
-    element, in the order of `key.reshape(-1)` for keys `(rows, heads, seq, head_dim)`.
-    """
-    rows, length = ops.shape(token_positions)[0], ops.shape(token_positions)[1]
-    if head_dim is None:
-        shape = (rows, heads, length)
-        grid = [ops.arange(rows, dtype="int32")[:, None, None], ops.arange(heads, dtype="int32")[None, :, None]]
-        position = token_positions[:, None, :]
-    else:
-        shape = (rows, heads, length, head_dim)
-        grid = [
-            ops.arange(rows, dtype="int32")[:, None, None, None],
-            ops.arange(heads, dtype="int32")[None, :, None, None],
-            ops.arange(head_dim, dtype="int32")[None, None, None, :],
-        ]
-        position = token_positions[:, None, :, None]
-    columns = [ops.broadcast_to(index, shape) for index in [*grid, position]]
-    return ops.reshape(ops.stack(columns, axis=-1), (-1, len(columns)))
+
+def _operations(model):
+    """`(operation, call kwargs)` for every call in `model`'s graph, nested models entered,
+    in the order Keras runs them."""
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if not node.operation or node.is_input:
+                continue
+            if _is_functional(node.operation):
+                yield from _operations(node.operation)
+            else:
+                yield node.operation, node.arguments.kwargs
+
+
+def _output_kernel(embedding):
+    if embedding.quantization_mode is not None:
+        return ops.zeros((0,))  # quantized: the layer's own call is used
+    if embedding.tie_weights:
+        return ops.transpose(embedding.embeddings)
+    return embedding.reverse_embeddings
+
+
+def _reverse(embedding, hidden, kernel):
+    """`embedding(hidden, reverse=True)` with the output kernel made beforehand."""
+    if embedding.quantization_mode is not None:
+        return embedding(hidden, reverse=True)
+    dtype = embedding.reverse_dtype or hidden.dtype
+    logits = ops.matmul(ops.cast(hidden, dtype), ops.cast(kernel, dtype))
+    if embedding.logit_soft_cap is not None:
+        logits = ops.tanh(logits / embedding.logit_soft_cap) * embedding.logit_soft_cap
+    return logits
 
 
 def decode(
@@ -220,28 +220,21 @@ def decode(
     token_ids,
     lengths,
     max_new_tokens,
-    sampler="greedy",
+    config=None,
     *,
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-    seed=0,
+    temperature=None,
+    top_k=None,
+    top_p=None,
+    seed=None,
     num_candidates=None,
-    num_beams=1,
-    length_penalty=1.0,
-    num_return_sequences=1,
-    repetition_penalty=1.0,
-    no_repeat_ngram_size=0,
-    stop_token_ids=(),
-    pad_token_id=0,
     xla=True,
 ):
     """Generates `max_new_tokens` tokens after each prompt: prefill, then one `while_loop`.
 
-    The traceable core of `tfllm.generation.generate`, which validates the options, batches
-    prompts and compiles this function. Call it directly to embed generation in your own
-    graph (for example a serving signature): every option that may differ per row is a
-    tensor input, so one traced graph serves every value.
+    The traceable core of `tfllm.generation.generate`, which batches prompts and compiles
+    this function. Call it directly to embed generation in your own graph (a serving
+    signature does): the options that may differ per row (`temperature`, `top_k`, `top_p`,
+    `seed`) are tensor inputs, so one traced graph serves every value.
 
     The KV cache has a fixed shape, `prompt_length + max_new_tokens` positions per block.
     The prefill runs over the (right-padded) prompts once; row `r` then writes its `t`-th
@@ -251,31 +244,21 @@ def decode(
     row has stopped.
 
     Args:
-        model: a tfllm GPT model.
+        model: a causal language model built from tfllm's layers (see `GPTDecoder`).
         token_ids: int32 `(batch, prompt_length)` prompts, right-padded.
         lengths: int32 `(batch,)` prompt lengths, each in `[1, prompt_length]`.
         max_new_tokens: int (static), the number of new tokens per row.
-        sampler: `"greedy"`, `"random"` or `"beam"`.
-        temperature: float32 scalar or `(batch,)`, > 0 (`"random"`).
-        top_k: int32 scalar or `(batch,)`; <= 0 keeps every candidate (`"random"`).
-        top_p: float32 scalar or `(batch,)` in (0, 1] (`"random"`).
-        seed: int32 scalar or `(batch,)` (`"random"`). A row's samples depend only on its
-            prompt, its seed and its options, never on the rest of the batch.
-        num_candidates: int or None (static, `"random"`): the draw considers only the
-            `num_candidates` most likely tokens, within which `top_k` and `top_p` act. `None`
-            draws from the whole vocabulary and ignores `top_k` and `top_p`.
-        num_beams: int (static, `"beam"`).
-        length_penalty: float (static, `"beam"`): hypotheses are ranked by
-            `sum_log_probs / generated_length ** length_penalty`.
-        num_return_sequences: int (static): the number of rows returned per prompt (the best
-            beams for `"beam"`, independent samples for `"random"`).
-        repetition_penalty: float (static); 1 is off.
-        no_repeat_ngram_size: int (static); 0 is off.
-        stop_token_ids: tuple of ints (static).
-        pad_token_id: int (static), written after a stop token and after each prompt's
-            continuation.
+        config: a `GenerationConfig` (default: greedy). Its options are static.
+        temperature, top_k, top_p, seed: optional scalars or `(batch,)` tensors that
+            replace the config's values per row (sampling). Here `top_k <= 0` and
+            `top_p = 1` keep every candidate. A row's samples depend only on its prompt,
+            its seed and its options, never on the rest of the batch.
+        num_candidates: int or None (static, sampling): the draw considers only the
+            `num_candidates` most likely tokens, within which `top_k` and `top_p` act. By
+            default it follows the config: `top_k`, the whole vocabulary for `top_p`, or
+            no filtering at all.
         xla: bool (static), whether this function will be compiled by XLA; `False` for a
-            plain TensorFlow graph (see `GPTDecoder`). Either way the tokens are the same.
+            plain TensorFlow graph (see `TransformerBlock`'s `xla`). The tokens are the same.
 
     Returns:
         int32 `(batch * num_return_sequences, prompt_length + max_new_tokens)`: each prompt,
@@ -283,23 +266,33 @@ def decode(
 
     Example:
 
-    >>> model = tfllm.models.GPT("gpt-test")
+    >>> model = tfllm.models.GPT.from_preset("gpt-test")
     >>> ids = np.array([[5, 6, 7], [8, 9, 0]], "int32")
     >>> decode(model, ids, np.array([3, 2], "int32"), max_new_tokens=4).shape
     (2, 7)
     """
-    if sampler not in DECODE_SAMPLERS:
-        raise ValueError(f"`sampler` must be one of {DECODE_SAMPLERS}. Received: sampler={sampler!r}")
+    config = GenerationConfig() if config is None else config
+    if not isinstance(config, GenerationConfig):
+        raise ValueError(f"`config` must be a `GenerationConfig`. Received: config={config!r}")
     decoder = GPTDecoder(model, xla=xla)
+    options = config.decode_options(decoder.vocabulary_size)
+    if num_candidates is not None:
+        options["num_candidates"] = num_candidates
+    row_defaults = config.row_options() if config.sampling else dict(temperature=1.0, top_k=0, top_p=1.0, seed=0)
+    row_values = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    row_values = {name: row_defaults[name] if value is None else value for name, value in row_values.items()}
+    sampler = options["sampler"]
+
     token_ids = ops.cast(token_ids, "int32")
     batch_size, prompt_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
     buffer_length = prompt_length + max_new_tokens
-    if isinstance(buffer_length, int) and buffer_length > decoder.max_sequence_length:
+    limit = decoder.max_sequence_length
+    if limit is not None and isinstance(buffer_length, int) and buffer_length > limit:
         raise ValueError(
             f"The prompts ({prompt_length} tokens) plus `max_new_tokens` exceed the model's "
-            f"max_sequence_length={decoder.max_sequence_length}. Received: max_new_tokens={max_new_tokens}"
+            f"max_sequence_length={limit}. Received: max_new_tokens={max_new_tokens}"
         )
-    copies = num_beams if sampler == "beam" else num_return_sequences
+    copies = options["num_beams"] if sampler == "beam" else options["num_return_sequences"]
 
     def per_row(value, dtype):
         return ops.repeat(ops.broadcast_to(ops.cast(value, dtype), (batch_size,)), copies, axis=0)
@@ -307,32 +300,31 @@ def decode(
     lengths = per_row(lengths, "int32")
     token_ids = ops.repeat(token_ids, copies, axis=0)
     rows = batch_size * copies
+    pad_token_id = options["pad_token_id"]
     # Each prompt, then padding, in a buffer that holds the whole output.
     positions = ops.arange(buffer_length, dtype="int32")[None, :]
     buffer = ops.pad(token_ids, ((0, 0), (0, max_new_tokens)), constant_values=pad_token_id)
     buffer = ops.where(positions < lengths[:, None], buffer, pad_token_id)
 
     # Prefill: every prompt position in one pass; logits only where each prompt ends.
-    kernel = decoder.output_kernel()
-    hidden, caches = decoder(token_ids, decoder.empty_caches(rows, buffer_length), ops.zeros((rows,), "int32"))
-    hidden_dim = ops.shape(hidden)[-1]
-    last = ops.arange(rows, dtype="int32") * prompt_length + lengths - 1
-    logits = decoder.logits(ops.take(ops.reshape(hidden, (-1, hidden_dim)), last, axis=0), kernel)
+    kernels = decoder.output_kernels()
+    caches = decoder.empty_caches(rows, buffer_length)
+    logits, caches = decoder(token_ids, caches, ops.zeros((rows,), "int32"), kernels, logits_at=lengths - 1)
 
     choose = _TokenChoice(
         sampler=sampler,
         lengths=lengths,
         vocabulary_size=decoder.vocabulary_size,
-        temperature=per_row(temperature, "float32"),
-        top_k=per_row(top_k, "int32"),
-        top_p=per_row(top_p, "float32"),
-        keys=selection.random_keys(per_row(seed, "int32"), ops.arange(rows, dtype="int32") % copies),
-        num_candidates=num_candidates,
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        repetition_penalty=repetition_penalty,
-        no_repeat_ngram_size=no_repeat_ngram_size,
-        stop_token_ids=tuple(stop_token_ids),
+        temperature=per_row(row_values["temperature"], "float32"),
+        top_k=per_row(row_values["top_k"], "int32"),
+        top_p=per_row(row_values["top_p"], "float32"),
+        keys=selection.random_keys(per_row(row_values["seed"], "int32"), ops.arange(rows, dtype="int32") % copies),
+        num_candidates=options["num_candidates"],
+        num_beams=options["num_beams"],
+        length_penalty=options["length_penalty"],
+        repetition_penalty=options["repetition_penalty"],
+        no_repeat_ngram_size=options["no_repeat_ngram_size"],
+        stop_token_ids=options["stop_token_ids"],
         pad_token_id=pad_token_id,
     )
     state = choose(choose.initial_state(buffer, caches), logits)
@@ -343,13 +335,13 @@ def decode(
     def body(state):
         # The token chosen last step sits at position `lengths + step - 1`.
         index = lengths + state["step"] - 1
-        hidden, caches = decoder(state["token"][:, None], state["caches"], index)
-        return choose({**state, "caches": caches}, decoder.logits(hidden[:, 0], kernel))
+        logits, caches = decoder(state["token"][:, None], state["caches"], index, kernels)
+        return choose({**state, "caches": caches}, logits)
 
     state = ops.while_loop(cond, body, state, maximum_iterations=max_new_tokens - 1)
     output = state["ids"]
     if sampler == "beam":
-        output = choose.best_beams(state, num_return_sequences)
+        output = choose.best_beams(state, options["num_return_sequences"])
     return output
 
 
@@ -491,16 +483,6 @@ def _token_counts(token_ids, weights, vocabulary_size):
     # (rows * seq, 2): the (row, token) of every position.
     indices = ops.reshape(ops.stack([row_index, token_ids], axis=-1), (-1, 2))
     return ops.scatter(indices, ops.reshape(ops.cast(weights, "float32"), (-1,)), (rows, vocabulary_size))
-
-
-def _get_layer(model, name):
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-    raise ValueError(
-        f"`model` must be a tfllm GPT model (`tfllm.models.GPT`): it has no layer named {name!r}. "
-        f"Received: model={getattr(model, 'name', model)!r}"
-    )
 
 
 __all__ = ["DECODE_SAMPLERS", "GPTDecoder", "decode"]

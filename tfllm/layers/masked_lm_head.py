@@ -3,11 +3,11 @@
 import keras
 from keras import ops
 
-from tfllm.layers._validation import (
+from tfllm._validation import (
     check_activation,
     check_positive_float,
     check_positive_int,
-    get_activation,
+    activation_function,
 )
 
 
@@ -92,7 +92,7 @@ class MaskedLMHead(keras.layers.Layer):
             )
         self.transform_dense = keras.layers.Dense(
             hidden_dim,
-            activation=get_activation(self.intermediate_activation),
+            activation=activation_function(self.intermediate_activation),
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,

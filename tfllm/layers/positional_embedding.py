@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from tfllm.layers._validation import check_positive_int
+from tfllm._validation import check_positive_int
 
 _KINDS = ("learned", "sinusoidal")
 

@@ -3,12 +3,13 @@
 import keras
 from keras import ops
 
-from tfllm.layers._validation import (
+from tfllm._validation import (
+    activation_function,
     check_activation,
+    check_bool,
     check_positive_float,
     check_positive_int,
     check_rate,
-    get_activation,
 )
 from tfllm.layers.dropout import HashDropout
 
@@ -49,9 +50,8 @@ class TransformerBlock(keras.layers.Layer):
             queries, each against the keys up to its last query only: that skips the
             masked upper triangle (a quarter of the attention products at 256
             tokens with blocks of 128, three eighths at 1024) and keeps the score
-            tensors small. With XLA, a GPT-2 small block trained 1.28x faster
-            (`python -m benchmarks.kernels`); `None` computes the full square of
-            scores. The result is the same either way.
+            tensors small. `None` computes the full square of scores. The result is
+            the same either way.
         fused_attention: bool. Compute the attention with `keras.ops.dot_product_attention`,
             which on JAX runs cuDNN's flash attention on NVIDIA GPUs from Ampere on (float16
             or bfloat16) and Splash attention on TPUs, where they take the call (Keras falls
@@ -59,7 +59,8 @@ class TransformerBlock(keras.layers.Layer):
             Elsewhere (TensorFlow, CPUs) that op computes the full square of scores, without
             `attention_block_size`'s blocks. Dropout on the attention probabilities
             needs the probabilities, so while it is active (training with a nonzero rate) the
-            block computes its attention itself. The result is the same either way.
+            block computes its attention itself, and so it does with a cache. The result is
+            the same either way.
         kernel_initializer: initializer for the dense kernels.
         bias_initializer: initializer for the dense biases.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
@@ -72,11 +73,24 @@ class TransformerBlock(keras.layers.Layer):
             the mask covers the cache's `max_length` positions instead.
         attention_mask: optional `(batch, query_seq, key_seq)` tensor, nonzero
             where a query may attend to a key; combined with the other masks.
-        cache: optional `(batch, 2, max_length, num_heads, head_dim)` tensor of
-            keys (`[:, 0]`) and values (`[:, 1]`) for cached decoding. `inputs`
-            are then the new tokens, written into the cache at `cache_index`.
+        cache: optional `(key_cache, value_cache)` from `empty_cache` (or a
+            previous cached call) for cached decoding: keys `(batch, num_heads,
+            head_dim, max_length)` and values `(batch, num_heads, max_length,
+            head_dim)`, the layouts the two attention products read without a
+            transpose. `inputs` are then the new tokens: their keys and values are
+            written into the cache at `cache_index` (with a scatter, a core op on
+            every backend; never `XlaDynamicUpdateSlice`, which TF Serving cannot
+            run), and they attend to the cache. A causal block's token at position
+            `p` sees slots `<= p`; a bidirectional one sees every slot written so far.
         cache_index: int or int tensor, scalar or `(batch,)`: the position of the
             first token of `inputs` in the cache (per row when a vector).
+        xla: bool, with a cache only: whether the call will be compiled by XLA
+            (`jax.jit` included). With `False` (a plain TensorFlow graph, as in a TF
+            Serving export) a one-token call writes the cache with a select on a
+            one-hot position mask rather than a scatter, and a batch statically of
+            one row computes the two attention products as element-wise products
+            and sums: in a plain graph both cost fewer, cheaper kernels, while under
+            XLA the scatter is done in place. The result is the same either way.
         output_length: optional int. Compute the outputs of the first
             `output_length` positions only, e.g. `1` for a classifier that reads
             the `[CLS]` token of the last block: keys and values still cover the
@@ -94,8 +108,14 @@ class TransformerBlock(keras.layers.Layer):
     Example:
 
     >>> block = TransformerBlock(num_heads=4, intermediate_dim=256, causal=True)
-    >>> block(keras.random.normal((2, 10, 64))).shape
+    >>> x = keras.random.normal((2, 10, 64))
+    >>> block(x).shape
     (2, 10, 64)
+    >>> cache = block.empty_cache(batch_size=2, max_length=16)
+    >>> output, cache = block(x[:, :6], cache=cache, cache_index=0)  # the prompt
+    >>> output, cache = block(x[:, 6:7], cache=cache, cache_index=6)  # one more token
+    >>> output.shape
+    (2, 1, 64)
     """
 
     def __init__(
@@ -128,9 +148,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_block_size = (
             None if attention_block_size is None else check_positive_int("attention_block_size", attention_block_size)
         )
-        if not isinstance(fused_attention, bool):
-            raise ValueError(f"`fused_attention` must be a bool. Received: fused_attention={fused_attention!r}")
-        self.fused_attention = fused_attention
+        self.fused_attention = check_bool("fused_attention", fused_attention)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
@@ -174,7 +192,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_probs_dropout = HashDropout(attention_dropout, dtype=self.dtype_policy)
         self.attention_output_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
         self.feedforward_output_dropout = HashDropout(self.dropout, dtype=self.dtype_policy)
-        self._activation_fn = get_activation(self.activation)
+        self._activation_fn = activation_function(self.activation)
         self.built = True
 
     def call(
@@ -185,6 +203,7 @@ class TransformerBlock(keras.layers.Layer):
         cache=None,
         cache_index=None,
         output_length=None,
+        xla=True,
         training=None,
     ):
         x = inputs
@@ -195,7 +214,12 @@ class TransformerBlock(keras.layers.Layer):
         residual = x if output_length is None else x[:, :output_length]
         if self.normalize_first:
             x = self.attention_layer_norm(x)
-        x, cache = self._self_attention(x, padding_mask, attention_mask, cache, cache_index, output_length, training)
+        if cache is None:
+            x = self._self_attention(x, padding_mask, attention_mask, output_length, training)
+        else:
+            if cache_index is None:
+                raise ValueError("`cache_index` is required when `cache` is given.")
+            x, cache = self._cached_attention(x, padding_mask, attention_mask, cache, cache_index, xla, training)
         x = self.attention_output_dropout(self.attention_output_dense(x), training=training)
         x = x + residual
         if not self.normalize_first:
@@ -214,12 +238,23 @@ class TransformerBlock(keras.layers.Layer):
             return x
         return x, cache
 
-    def _self_attention(self, x, padding_mask, attention_mask, cache, cache_index, output_length, training):
+    def empty_cache(self, batch_size, max_length):
+        """A zero cache for `batch_size` rows of `max_length` positions: `(key_cache, value_cache)`.
+
+        Keys are `(batch_size, num_heads, head_dim, max_length)` and values
+        `(batch_size, num_heads, max_length, head_dim)`, in the compute dtype.
+        """
+        if not self.built:
+            raise ValueError(f"{self.name} must be built (called once) before it can make a cache.")
+        keys = ops.zeros((batch_size, self.num_heads, self.head_dim, max_length), dtype=self.compute_dtype)
+        values = ops.zeros((batch_size, self.num_heads, max_length, self.head_dim), dtype=self.compute_dtype)
+        return keys, values
+
+    def _self_attention(self, x, padding_mask, attention_mask, output_length, training):
         batch_size, sequence_length = ops.shape(x)[0], ops.shape(x)[1]
         # A split rather than slices of a (batch, seq, 3, heads, head_dim) view: the
         # gradient of a split is one concatenation, while each strided slice's gradient
-        # writes a zero-filled copy of the whole projection (~15% of a training step
-        # without XLA).
+        # writes a zero-filled copy of the whole projection.
         heads_shape = (batch_size, sequence_length, self.num_heads, self.head_dim)
         # (batch, seq, heads, head_dim) each
         query, key, value = [ops.reshape(part, heads_shape) for part in ops.split(self.qkv_dense(x), 3, axis=-1)]
@@ -227,32 +262,82 @@ class TransformerBlock(keras.layers.Layer):
             query = query[:, :output_length]
         query_length = ops.shape(query)[1]
 
-        if cache is None:
-            start = ops.zeros((1,), "int32")
-        else:
-            if cache_index is None:
-                raise ValueError("`cache_index` is required when `cache` is given.")
-            start = ops.reshape(ops.cast(cache_index, "int32"), (-1,))
-            cache = self._update_cache(cache, key, value, start)
-            key, value = cache[:, 0], cache[:, 1]
-        key_length = ops.shape(key)[1]
-
         fused = self.fused_attention and not (training and self.attention_probs_dropout.rate > 0)
         # The fused op's own causal mask (top-left aligned) covers a square of a whole sequence.
-        fused_causal = fused and self.causal and cache is None and output_length is None
+        fused_causal = fused and self.causal and output_length is None
+        mask = None
+        if self.causal and not fused_causal:
+            positions = ops.arange(sequence_length, dtype="int32")
+            mask = positions[None, None, :] <= ops.arange(query_length, dtype="int32")[None, :, None]
+        mask = self._combine_masks(mask, padding_mask, attention_mask, output_length)
 
-        # (batch or 1, query_seq): the absolute position of each query.
-        query_positions = start[:, None] + ops.arange(query_length, dtype="int32")[None, :]
-        key_positions = ops.arange(key_length, dtype="int32")
-        if fused_causal:
-            mask = None
-        elif self.causal:
-            mask = key_positions[None, None, :] <= query_positions[:, :, None]
-        elif cache is not None:
-            # A bidirectional block may see every cache slot written so far.
-            mask = key_positions[None, None, :] < (query_positions[:, -1:, None] + 1)
+        if fused:
+            attended = self._fused_attend(query, key, value, mask, fused_causal)
         else:
-            mask = None
+            attended = self._blocked_attend(query, key, value, mask, training)
+        # (batch, seq, hidden)
+        return ops.reshape(attended, (batch_size, query_length, self.hidden_dim))
+
+    def _cached_attention(self, x, padding_mask, attention_mask, cache, cache_index, xla, training):
+        """Attention of the new tokens `x` over the cache, after writing their keys and values."""
+        key_cache, value_cache = cache
+        rows, length = ops.shape(x)[0], ops.shape(x)[1]
+        heads, head_dim = self.num_heads, self.head_dim
+        # (3, rows, heads, seq, head_dim)
+        qkv = ops.transpose(ops.reshape(self.qkv_dense(x), (rows, length, 3, heads, head_dim)), (2, 0, 3, 1, 4))
+        query, key, value = qkv[0], qkv[1], qkv[2]
+
+        start = ops.reshape(ops.cast(cache_index, "int32"), (-1, 1))
+        # (rows, seq): the position of every new token.
+        token_positions = ops.broadcast_to(start, (rows, 1)) + ops.arange(length, dtype="int32")[None, :]
+        cache_positions = ops.arange(ops.shape(value_cache)[2], dtype="int32")
+        one_token = not xla and x.shape[1] == 1
+        key_cache = ops.cast(key_cache, key.dtype)
+        value_cache = ops.cast(value_cache, value.dtype)
+        if one_token:
+            # (rows, cache_length): the slot each row's one new token goes to.
+            slot = cache_positions[None, :] == token_positions
+            key_cache = ops.where(slot[:, None, None, :], ops.transpose(key, (0, 1, 3, 2)), key_cache)
+            value_cache = ops.where(slot[:, None, :, None], value, value_cache)
+        else:
+            key_cache = ops.scatter_update(
+                key_cache, _cache_indices(token_positions, heads, head_dim), ops.reshape(key, (-1,))
+            )
+            value_cache = ops.scatter_update(
+                value_cache, _cache_indices(token_positions, heads), ops.reshape(value, (-1, head_dim))
+            )
+
+        if self.causal:
+            mask = cache_positions[None, None, :] <= token_positions[:, :, None]
+        else:
+            # A bidirectional block may see every cache slot written so far.
+            mask = cache_positions[None, None, :] <= token_positions[:, -1:, None]
+        mask = self._combine_masks(mask, padding_mask, attention_mask, None)
+
+        query = query * ops.cast(1.0 / head_dim**0.5, query.dtype)
+        # One row, one token, a plain graph: see `xla` in the class docstring.
+        by_sums = one_token and x.shape[0] == 1
+        # (rows, heads, seq, cache_length), softmax taken in float32.
+        if by_sums:
+            scores = ops.sum(query[:, :, 0, :, None] * key_cache, axis=2)[:, :, None, :]
+        else:
+            scores = ops.matmul(query, key_cache)
+        scores = ops.where(mask[:, None, :, :], ops.cast(scores, "float32"), _MASK_VALUE)
+        # The softmax written out: in a plain TensorFlow graph `ops.softmax` runs oneDNN's
+        # softmax kernel, which costs several times these four ops at decoding's small shapes.
+        weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+        probabilities = ops.cast(weights / ops.sum(weights, axis=-1, keepdims=True), self.compute_dtype)
+        probabilities = self.attention_probs_dropout(probabilities, training=training)
+        if by_sums:
+            attended = ops.sum(probabilities[:, :, 0, :, None] * value_cache, axis=2)[:, :, None, :]
+        else:
+            attended = ops.matmul(probabilities, value_cache)
+        # (rows, seq, heads * head_dim)
+        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (rows, length, heads * head_dim))
+        return attended, (key_cache, value_cache)
+
+    def _combine_masks(self, mask, padding_mask, attention_mask, output_length):
+        """`mask` (or None) and-ed with the key padding and the attention mask: `(batch, query, key)` bool."""
         if padding_mask is not None:
             key_mask = ops.cast(padding_mask, "bool")[:, None, :]
             mask = key_mask if mask is None else ops.logical_and(mask, key_mask)
@@ -261,13 +346,7 @@ class TransformerBlock(keras.layers.Layer):
             if output_length is not None:
                 attention_mask = attention_mask[:, :output_length]
             mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
-
-        if fused:
-            attended = self._fused_attend(query, key, value, mask, fused_causal)
-        else:
-            attended = self._blocked_attend(query, key, value, mask, cache, training)
-        # (batch, seq, hidden)
-        return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), cache
+        return mask
 
     def _fused_attend(self, query, key, value, mask, causal):
         """`keras.ops.dot_product_attention` of `(batch, seq, heads, head_dim)` queries, keys and values."""
@@ -279,10 +358,10 @@ class TransformerBlock(keras.layers.Layer):
             query, key, value, mask=mask, scale=1.0 / self.head_dim**0.5, is_causal=causal
         )
 
-    def _blocked_attend(self, query, key, value, mask, cache, training):
+    def _blocked_attend(self, query, key, value, mask, training):
         """The block's own attention: one square of scores, or causal blocks of queries."""
         query = query * ops.cast(1.0 / self.head_dim**0.5, query.dtype)
-        blocks = self._query_blocks(query.shape[1], cache)
+        blocks = self._query_blocks(query.shape[1], key.shape[1])
         if blocks is None:
             return self._attend(query, key, value, mask, training)
         # Queries [begin, end) of a causal block see keys [0, end) only.
@@ -294,10 +373,13 @@ class TransformerBlock(keras.layers.Layer):
             axis=1,
         )
 
-    def _query_blocks(self, query_length, cache):
-        """`[(begin, end)]` spans of queries to attend block by block, or `None` for one square."""
+    def _query_blocks(self, query_length, key_length):
+        """`[(begin, end)]` spans of queries to attend block by block, or `None` for one square.
+
+        Blocks apply to causal attention of a whole sequence, queries and keys alike.
+        """
         block_size = self.attention_block_size
-        if not self.causal or cache is not None or block_size is None or not isinstance(query_length, int):
+        if not self.causal or block_size is None or not isinstance(query_length, int) or query_length != key_length:
             return None
         if query_length <= block_size:
             return None
@@ -312,23 +394,6 @@ class TransformerBlock(keras.layers.Layer):
         probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probs = self.attention_probs_dropout(probs, training=training)
         return ops.einsum("bhqk,bkhd->bqhd", probs, value)
-
-    def _update_cache(self, cache, key, value, start):
-        """Writes the new keys and values at `start` (per row) with a scatter.
-
-        A scatter is a core op on every backend; `ops.slice_update` would become
-        `XlaDynamicUpdateSlice` on TensorFlow, which TF Serving cannot run.
-        """
-        batch_size, new_length = ops.shape(key)[0], ops.shape(key)[1]
-        positions = ops.broadcast_to(start[:, None], (batch_size, 1)) + ops.arange(new_length, dtype="int32")
-        rows = ops.broadcast_to(ops.arange(batch_size, dtype="int32")[:, None], (batch_size, new_length))
-        # (batch * new_seq, 2): the (row, position) of every new token.
-        indices = ops.reshape(ops.stack([rows, positions], axis=-1), (-1, 2))
-        flat_shape = (-1, self.num_heads, self.head_dim)
-        cache = ops.cast(cache, key.dtype)
-        key_cache = ops.scatter_update(cache[:, 0], indices, ops.reshape(key, flat_shape))
-        value_cache = ops.scatter_update(cache[:, 1], indices, ops.reshape(value, flat_shape))
-        return ops.stack([key_cache, value_cache], axis=1)
 
     def get_config(self):
         config = super().get_config()
@@ -349,3 +414,26 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def _cache_indices(token_positions, heads, head_dim=None):
+    """Where new values go in a cache: one `(row, head, position)` per row, head and token.
+
+    With `head_dim`, for the transposed key cache: one `(row, head, feature, position)` per
+    element, in the order of `key.reshape(-1)` for keys `(rows, heads, seq, head_dim)`.
+    """
+    rows, length = ops.shape(token_positions)[0], ops.shape(token_positions)[1]
+    if head_dim is None:
+        shape = (rows, heads, length)
+        grid = [ops.arange(rows, dtype="int32")[:, None, None], ops.arange(heads, dtype="int32")[None, :, None]]
+        position = token_positions[:, None, :]
+    else:
+        shape = (rows, heads, length, head_dim)
+        grid = [
+            ops.arange(rows, dtype="int32")[:, None, None, None],
+            ops.arange(heads, dtype="int32")[None, :, None, None],
+            ops.arange(head_dim, dtype="int32")[None, None, None, :],
+        ]
+        position = token_positions[:, None, :, None]
+    columns = [ops.broadcast_to(index, shape) for index in [*grid, position]]
+    return ops.reshape(ops.stack(columns, axis=-1), (-1, len(columns)))

@@ -1,85 +1,124 @@
-"""BERT task models: pretraining (masked LM + next sentence) and classification."""
+"""BERT task models: pretraining (masked LM + next sentence) and classification.
+
+Each wraps its backbone the same way (`tfllm.models.backbone.Task`): the BERT is called as one
+nested layer on the task's inputs, kept as `model.backbone`, and saved inside the task's config.
+"""
 
 import keras
 
+from tfllm._validation import check_positive_int, check_rate
 from tfllm.layers import HashDropout, MaskedLMHead
-from tfllm.layers._validation import check_positive_int, check_rate
+from tfllm.models.backbone import Task
+from tfllm.models.bert import BERT
 from tfllm.training.losses import SparseCrossEntropy
 
-_BACKBONE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+def _check_backbone(backbone, task):
+    if not isinstance(backbone, BERT):
+        raise ValueError(
+            f"{task} needs a `tfllm.models.BERT` backbone. Received: {type(backbone).__name__} "
+            f"{getattr(backbone, 'name', backbone)!r}"
+        )
 
 
 def _backbone_inputs():
-    return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in _BACKBONE_INPUTS}
+    return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in BERT.input_names}
 
 
-def BERTPretrainer(backbone, name="bert_pretrainer"):
+@keras.saving.register_keras_serializable(package="tfllm")
+class BERTPretrainer(Task):
     """BERT's pretraining model: a tied masked-LM head and a next-sentence head.
 
     Args:
-        backbone: a model from `tfllm.models.BERT`.
+        backbone: a `tfllm.models.BERT`. It shares every weight with the pretrainer, so it
+            can be saved on its own after pretraining.
         name: the model's name.
 
-    Returns:
-        A Functional `keras.Model` with inputs `{"token_ids", "segment_ids",
-        "padding_mask", "mask_positions"}` and float32 logits `{"mlm": (batch,
-        num_masked, vocabulary_size), "nsp": (batch, 2)}` (`nsp` class 1: the second
-        segment follows the first). Train it on `tfllm.data.bert_pretraining_dataset`
-        with `masked_lm_loss()` for `mlm` (its sample weights drop the padding of
-        `mask_positions`).
+    Inputs: `{"token_ids", "segment_ids", "padding_mask", "mask_positions"}`. Outputs: float32
+    logits `{"mlm": (batch, num_masked, vocabulary_size), "nsp": (batch, 2)}` (`nsp` class 1:
+    the second segment follows the first). Train it on `tfllm.data.bert_pretraining_dataset`
+    with `masked_lm_loss()` for `mlm` (its sample weights drop the padding of
+    `mask_positions`).
+
+    Layers, as attributes: `backbone`, `masked_lm_head` (its output projection is the
+    backbone's `token_embedding`), `nsp_head`.
+
+    Example:
+
+    >>> pretrainer = BERTPretrainer(tfllm.models.BERT.from_preset("bert-test"))
+    >>> pretrainer.backbone.num_layers
+    2
     """
-    token_embedding = backbone.get_layer("token_embedding")
-    # The heads extend the backbone's own graph rather than nesting it as one layer:
-    # the tied MLM head and the encoder then share `token_embedding` at one level, which
-    # is what lets the tie survive `.keras` saving. `backbone` keeps working on its own
-    # (and shares every weight), so it can be saved after pretraining.
-    inputs = dict(backbone.input)
-    inputs["mask_positions"] = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
-    outputs = backbone.output
-    mlm = MaskedLMHead(
-        token_embedding=token_embedding,
-        intermediate_activation="gelu",
-        layer_norm_epsilon=backbone.get_layer("embeddings_layer_norm").epsilon,
-        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-        dtype=backbone.dtype_policy,
-        name="mlm_head",
-    )(outputs["sequence_output"], mask_positions=inputs["mask_positions"])
-    nsp = keras.layers.Dense(
-        2, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), dtype=backbone.dtype_policy, name="nsp_head"
-    )(outputs["pooled_output"])
-    outputs = {
-        "mlm": keras.layers.Activation("linear", dtype="float32", name="mlm")(mlm),
-        "nsp": keras.layers.Activation("linear", dtype="float32", name="nsp")(nsp),
-    }
-    return keras.Model(inputs, outputs, name=name)
+
+    def __init__(self, backbone, name="bert_pretrainer", **kwargs):
+        _check_backbone(backbone, "BERTPretrainer")
+        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        masked_lm_head = MaskedLMHead(
+            token_embedding=backbone.token_embedding,
+            intermediate_activation="gelu",
+            layer_norm_epsilon=backbone.layer_norm_epsilon,
+            kernel_initializer=initializer,
+            dtype=backbone.dtype_policy,
+            name="mlm_head",
+        )
+        nsp_head = keras.layers.Dense(2, kernel_initializer=initializer, dtype=backbone.dtype_policy, name="nsp_head")
+
+        inputs = _backbone_inputs()
+        inputs["mask_positions"] = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
+        outputs = backbone({name: inputs[name] for name in BERT.input_names})
+        mlm = masked_lm_head(outputs["sequence_output"], mask_positions=inputs["mask_positions"])
+        nsp = nsp_head(outputs["pooled_output"])
+        outputs = {
+            "mlm": keras.layers.Activation("linear", dtype="float32", name="mlm")(mlm),
+            "nsp": keras.layers.Activation("linear", dtype="float32", name="nsp")(nsp),
+        }
+        super().__init__(inputs, outputs, backbone=backbone, config={}, name=name, **kwargs)
+        self.masked_lm_head = masked_lm_head
+        self.nsp_head = nsp_head
 
 
-def BERTClassifier(backbone, num_classes, dropout=0.1, name="bert_classifier"):
+@keras.saving.register_keras_serializable(package="tfllm")
+class BERTClassifier(Task):
     """A sequence classifier: BERT's pooled output -> dropout -> dense logits.
 
     Args:
-        backbone: a model from `tfllm.models.BERT` (fresh or pretrained).
+        backbone: a `tfllm.models.BERT` (fresh, pretrained or imported).
         num_classes: int.
         dropout: the dropout rate before the output layer.
         name: the model's name.
 
-    Returns:
-        A Functional `keras.Model`: `{"token_ids", "segment_ids", "padding_mask"}` ->
-        float32 logits `(batch, num_classes)`.
+    Inputs: `{"token_ids", "segment_ids", "padding_mask"}`. Output: float32 logits
+    `(batch, num_classes)`.
+
+    Layers, as attributes: `backbone`, `output_dense`.
+
+    Example:
+
+    >>> classifier = BERTClassifier(tfllm.models.BERT.from_preset("bert-test"), num_classes=3)
+    >>> ids = np.ones((2, 8), "int32")
+    >>> classifier({"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": ids}).shape
+    (2, 3)
     """
-    check_positive_int("num_classes", num_classes)
-    check_rate("dropout", dropout)
-    inputs = _backbone_inputs()
-    pooled = backbone(inputs)["pooled_output"]
-    x = HashDropout(dropout, name="classifier_dropout")(pooled)
-    logits = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-        dtype=backbone.dtype_policy,
-        name="classifier_logits",
-    )(x)
-    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
-    return keras.Model(inputs, logits, name=name)
+
+    def __init__(self, backbone, num_classes, dropout=0.1, name="bert_classifier", **kwargs):
+        _check_backbone(backbone, "BERTClassifier")
+        num_classes = check_positive_int("num_classes", num_classes)
+        dropout = check_rate("dropout", dropout)
+        classifier_dropout = HashDropout(dropout, name="classifier_dropout")
+        output_dense = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            dtype=backbone.dtype_policy,
+            name="classifier_logits",
+        )
+
+        inputs = _backbone_inputs()
+        pooled = backbone(inputs)["pooled_output"]
+        logits = output_dense(classifier_dropout(pooled))
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+        config = dict(num_classes=num_classes, dropout=dropout)
+        super().__init__(inputs, logits, backbone=backbone, config=config, name=name, **kwargs)
+        self.output_dense = output_dense
 
 
 def masked_lm_loss():
