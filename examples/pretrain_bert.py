@@ -7,7 +7,7 @@ The corpus is a text file with one sentence per line and blank lines between doc
 or a TSV/CSV/JSONL file whose `--text-column` is taken as one document of sentences. The
 default is the SST-2 training sentences (downloaded once). Run:
 
-    python examples/pretrain_bert.py --data ../shared/data/sst2/train.tsv --output-dir runs/bert-pretrain
+    python examples/pretrain_bert.py --data sst2/train.tsv --output-dir runs/bert-pretrain
     python examples/finetune_classifier.py --init-from runs/bert-pretrain --output-dir runs/sst2
 
 Writes to `--output-dir`: `tokenizer/` (vocab.txt), `backbone.keras` (the encoder alone),
@@ -16,33 +16,26 @@ Writes to `--output-dir`: `tokenizer/` (vocab.txt), `backbone.keras` (the encode
 for TF Serving.
 """
 
-import argparse
 import math
 import os
-import time
 
 import keras
-import tensorflow as tf
 
 import tfllm
 from tfllm.data import bert_pretraining_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
 from tfllm.tokenizers import WordPieceTokenizer
-from tfllm.training import (
-    TimeLimit,
-    create_optimizer,
-    default_jit_compile,
-    training_callbacks,
-    use_pooled_cpu_allocator,
-    write_metrics,
-)
+from tfllm.training import create_optimizer, harness
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="sentences file or TSV/CSV/JSONL (default: download SST-2 train)")
+    parser = harness.script_parser(
+        __doc__,
+        data_help="sentences file or TSV/CSV/JSONL (default: download SST-2 train)",
+        validation_help="a file of the same kind to validate on (default: the last --validation-fraction of --data)",
+        export_help="also export fill-the-[MASK] for TF Serving to this base path (e.g. saved_models/fill_mask)",
+    )
     parser.add_argument("--text-column", default="sentence")
-    parser.add_argument("--output-dir", required=True)
     parser.add_argument("--validation-fraction", type=float, default=0.05)
     parser.add_argument("--vocabulary-size", type=int, default=8192)
     parser.add_argument("--cased", action="store_true", help="keep case and accents")
@@ -58,16 +51,6 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--steps-per-epoch", type=int, default=200, help="also the backup interval")
-    parser.add_argument("--max-minutes", type=float, default=None)
-    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    parser.add_argument(
-        "--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default=None,
-        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--export-dir", help="also export fill-the-[MASK] for TF Serving to this base path (e.g. saved_models/fill_mask)"
-    )
     return parser.parse_args(argv)
 
 
@@ -79,18 +62,31 @@ def sentence_lines(path, text_column):
         return file.readlines()
 
 
+def sentence_file(path, text_column, output_dir, name):
+    """`path` as a sentences file: itself, or its text column written to `output_dir/data/`."""
+    if os.path.splitext(path)[1].lower() not in (".tsv", ".csv", ".jsonl", ".json"):
+        return path
+    target = os.path.join(output_dir, "data", f"{name}.txt")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w", encoding="utf-8") as file:
+        file.writelines(sentence_lines(path, text_column))
+    return target
+
+
 def main(argv=None):
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    keras.config.set_dtype_policy(args.precision)
-    os.makedirs(args.output_dir, exist_ok=True)
+    harness.start(args)
 
     # ## Sentences and the WordPiece vocabulary
     corpus = sst2("train", args.data)
-    train_path, validation_path = hold_out_lines(
-        os.path.splitext(corpus)[0] + ".txt", args.output_dir, args.validation_fraction,
-        lines=sentence_lines(corpus, args.text_column),
-    )
+    if args.validation_data:
+        train_path = sentence_file(corpus, args.text_column, args.output_dir, "train")
+        validation_path = sentence_file(args.validation_data, args.text_column, args.output_dir, "validation")
+    else:
+        train_path, validation_path = hold_out_lines(
+            os.path.splitext(corpus)[0] + ".txt", args.output_dir, args.validation_fraction,
+            lines=sentence_lines(corpus, args.text_column),
+        )
     tokenizer_dir = os.path.join(args.output_dir, "tokenizer")
     if os.path.exists(os.path.join(tokenizer_dir, "vocab.txt")):
         tokenizer = WordPieceTokenizer.load(tokenizer_dir)
@@ -134,22 +130,17 @@ def main(argv=None):
         loss={"mlm": tfllm.models.masked_lm_loss(), "nsp": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
         weighted_metrics={"mlm": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
         metrics={"nsp": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
-        jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
+        jit_compile=harness.jit_compile(args),
     )
 
     # ## Training
-    callbacks = training_callbacks(args.output_dir)
-    if args.max_minutes:
-        callbacks.append(TimeLimit(args.max_minutes))
-    start = time.time()
-    pretrainer.fit(
+    _, training_seconds = harness.fit(
+        pretrainer,
         train.repeat(),
+        args,
         steps_per_epoch=args.steps_per_epoch,
         epochs=math.ceil(args.steps / args.steps_per_epoch),
-        callbacks=callbacks,
-        verbose=2,
     )
-    training_seconds = time.time() - start
 
     results = pretrainer.evaluate(validation, return_dict=True, verbose=0)
     backbone.save(os.path.join(args.output_dir, "backbone.keras"))
@@ -160,17 +151,13 @@ def main(argv=None):
         training_seconds=training_seconds,
         parameters=backbone.count_params(),
     )
-    if args.export_dir:
-        # ## Export for TF Serving: "fill the [MASK]" and sentence embeddings
-        metrics["export_path"] = tfllm.export.export_masked_lm(
-            pretrainer, tokenizer, args.export_dir, sequence_length=args.sequence_length
-        )
-    write_metrics(args.output_dir, metrics)
-    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+
+    # ## Export for TF Serving: "fill the [MASK]" and sentence embeddings
+    def export(path):
+        return tfllm.export.export_masked_lm(pretrainer, tokenizer, path, sequence_length=args.sequence_length)
+
+    return harness.finish(args, metrics, export)
 
 
 if __name__ == "__main__":
-    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
-    tf.get_logger().setLevel("ERROR")
-    main()
+    harness.run(main)

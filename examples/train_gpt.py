@@ -5,7 +5,7 @@ streaming tf.data pipeline, and validation loss in nats per character.
 
 The default corpus is Tiny Shakespeare (downloaded once with `keras.utils.get_file`);
 `--data PATH` takes any local UTF-8 text file. The last 10% of the lines are held out for
-validation. Run:
+validation unless `--validation-data` names another file. Run:
 
     python examples/train_gpt.py --output-dir runs/gpt
     python examples/train_gpt.py --data my_corpus.txt --output-dir runs/mine --max-minutes 5
@@ -17,38 +17,29 @@ again with the same `--output-dir`. `--export-dir saved_models/gpt` also exports
 with its tokenizer and generation loop for TF Serving (prompt in, completion out).
 """
 
-import argparse
 import math
 import os
-import time
 
 import keras
 import keras_hub
 import numpy as np
-import tensorflow as tf
 
 import tfllm
 from tfllm.data import causal_lm_dataset, hold_out_lines
-from tfllm.tokenizers import BytePairTokenizer
 from tfllm.data.public import tiny_shakespeare
-from tfllm.training import (
-    SparseCrossEntropy,
-    TimeLimit,
-    create_optimizer,
-    default_jit_compile,
-    sparse_cross_entropy,
-    training_callbacks,
-    use_pooled_cpu_allocator,
-    write_metrics,
-)
+from tfllm.tokenizers import BytePairTokenizer
+from tfllm.training import SparseCrossEntropy, create_optimizer, harness, sparse_cross_entropy
 
 END_OF_TEXT = "<|endoftext|>"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="a UTF-8 text file (default: download Tiny Shakespeare)")
-    parser.add_argument("--output-dir", required=True)
+    parser = harness.script_parser(
+        __doc__,
+        data_help="a UTF-8 text file (default: download Tiny Shakespeare)",
+        validation_help="a UTF-8 text file to validate on (default: the last --validation-fraction of --data)",
+        export_help="also export for TF Serving to this base path (e.g. saved_models/gpt): a new version in it",
+    )
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--vocabulary-size", type=int, default=1024)
     parser.add_argument("--sequence-length", type=int, default=128)
@@ -63,16 +54,6 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=1000, help="optimizer steps in all")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="also the backup interval")
     parser.add_argument("--gradient-accumulation", type=int, default=1)
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
-    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    parser.add_argument(
-        "--jit", dest="jit_compile", action=argparse.BooleanOptionalAction, default=None,
-        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--export-dir", help="also export for TF Serving to this base path (e.g. saved_models/gpt): a new version in it"
-    )
     parser.add_argument("--export-max-new-tokens", type=int, default=None, help="the served cap (default: half the context)")
     return parser.parse_args(argv)
 
@@ -96,12 +77,14 @@ def nats_per_character(model, dataset, tokenizer, end_of_text_id):
 
 def main(argv=None):
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)
-    keras.config.set_dtype_policy(args.precision)
-    os.makedirs(args.output_dir, exist_ok=True)
+    harness.start(args)
 
     # ## The corpus and its tokenizer
-    train_path, validation_path = hold_out_lines(tiny_shakespeare(args.data), args.output_dir, args.validation_fraction)
+    corpus = tiny_shakespeare(args.data)
+    if args.validation_data:
+        train_path, validation_path = corpus, args.validation_data
+    else:
+        train_path, validation_path = hold_out_lines(corpus, args.output_dir, args.validation_fraction)
     tokenizer_dir = os.path.join(args.output_dir, "tokenizer")
     if os.path.exists(os.path.join(tokenizer_dir, "vocab.json")):
         tokenizer = BytePairTokenizer.load(tokenizer_dir)  # a resumed run keeps its vocabulary
@@ -146,24 +129,19 @@ def main(argv=None):
         ),
         loss=SparseCrossEntropy(),
         metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
-        jit_compile=default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile,
+        jit_compile=harness.jit_compile(args),
     )
 
     # ## Training
-    callbacks = training_callbacks(args.output_dir)
-    if args.max_minutes:
-        callbacks.append(TimeLimit(args.max_minutes))
-    start = time.time()
-    history = model.fit(
+    history, training_seconds = harness.fit(
+        model,
         train.repeat(),
+        args,
         steps_per_epoch=args.steps_per_epoch,
         epochs=math.ceil(args.steps / args.steps_per_epoch),
         validation_data=validation,
         validation_freq=5,
-        callbacks=callbacks,
-        verbose=2,
     )
-    training_seconds = time.time() - start
 
     # ## Evaluation
     results = model.evaluate(validation, return_dict=True, verbose=0)
@@ -181,16 +159,14 @@ def main(argv=None):
         "parameters": model.count_params(),
         "vocabulary_size": tokenizer.vocabulary_size(),
     }
-    if args.export_dir:
-        # ## Export for TF Serving: text in, text out
+
+    # ## Export for TF Serving: text in, text out
+    def export(path):
         max_new_tokens = args.export_max_new_tokens or args.sequence_length // 2
-        metrics["export_path"] = tfllm.export.export_gpt(model, tokenizer, args.export_dir, max_new_tokens=max_new_tokens)
-    write_metrics(args.output_dir, metrics)
-    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
-    return metrics
+        return tfllm.export.export_gpt(model, tokenizer, path, max_new_tokens=max_new_tokens)
+
+    return harness.finish(args, metrics, export)
 
 
 if __name__ == "__main__":
-    use_pooled_cpu_allocator()  # before the first tensor; see its docstring
-    tf.get_logger().setLevel("ERROR")
-    main()
+    harness.run(main)

@@ -1,0 +1,105 @@
+"""What every training script shares: the common flags, the set-up, the fit and the finish.
+
+The example scripts (and the `tfllm` command) build their parser with `script_parser`, which
+declares the flags every training job takes; each script then adds only its own. `start`
+applies the seed, the precision and the output directory; `fit` trains with the standard
+callbacks and the time limit; `finish` exports when asked and writes `metrics.json`.
+
+    parser = harness.script_parser(__doc__, data_help="a UTF-8 text file")
+    parser.add_argument("--num-layers", type=int, default=4)   # the script's own flags
+    args = parser.parse_args(argv)
+    harness.start(args)
+    ...
+    model.compile(..., jit_compile=harness.jit_compile(args))
+    history, seconds = harness.fit(model, train, args, epochs=3, validation_data=validation)
+    return harness.finish(args, metrics, export=lambda path: export_gpt(model, tokenizer, path))
+"""
+
+import argparse
+import os
+import time
+
+import keras
+
+from tfllm.training.callbacks import TimeLimit, training_callbacks, write_metrics
+from tfllm.training.compilation import default_jit_compile
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def script_parser(description, *, data_help, validation_help=None, export_help=None):
+    """An `argparse.ArgumentParser` with the flags every training script takes.
+
+    `--data`, `--validation-data`, `--output-dir` (required), `--export-dir`, `--seed`,
+    `--precision`, `--jit` / `--no-jit` and `--max-minutes`.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = parser.add_argument_group("common to every training script")
+    common.add_argument("--data", help=data_help)
+    common.add_argument(
+        "--validation-data", help=validation_help or "a validation file (default: hold out part of --data)"
+    )
+    common.add_argument("--output-dir", required=True, help="where the model, logs and metrics.json go")
+    common.add_argument(
+        "--export-dir",
+        help=export_help or "also export for TF Serving to this base path (e.g. saved_models/NAME): a new version in it",
+    )
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--precision", choices=PRECISIONS, default="float32")
+    common.add_argument(
+        "--jit",
+        dest="jit_compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the training step with XLA (default: yes with TensorFlow, except mixed_bfloat16 on a CPU)",
+    )
+    common.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    return parser
+
+
+def start(args):
+    """Seeds every generator, sets the precision policy and creates the output directory."""
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise ValueError(f"--max-minutes must be > 0. Received: {args.max_minutes}")
+    keras.utils.set_random_seed(args.seed)
+    keras.config.set_dtype_policy(args.precision)
+    os.makedirs(args.output_dir, exist_ok=True)
+
+
+def jit_compile(args):
+    """`--jit` / `--no-jit`, or the default for the precision (`default_jit_compile`)."""
+    return default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile
+
+
+def fit(model, train, args, **fit_kwargs):
+    """`model.fit` with the standard callbacks (backup, CSV and TensorBoard logs) and the
+    `--max-minutes` limit. Returns `(history, training_seconds)`."""
+    callbacks = training_callbacks(args.output_dir)
+    if args.max_minutes:
+        callbacks.append(TimeLimit(args.max_minutes))
+    begin = time.time()
+    history = model.fit(train, callbacks=callbacks, verbose=2, **fit_kwargs)
+    return history, time.time() - begin
+
+
+def finish(args, metrics, export=None):
+    """Exports with `export(args.export_dir)` when `--export-dir` is given (its path goes into
+    the metrics as `export_path`), writes `metrics.json`, prints the metrics, returns them."""
+    if args.export_dir and export is not None:
+        metrics["export_path"] = export(args.export_dir)
+    write_metrics(args.output_dir, metrics)
+    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
+    return metrics
+
+
+def run(main):
+    """Runs a script's `main()` from the command line: TensorFlow's pooled CPU allocator is
+    chosen before the first tensor (see `use_pooled_cpu_allocator`) and its logging quietened."""
+    from tfllm.training.allocator import use_pooled_cpu_allocator
+
+    use_pooled_cpu_allocator()
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+    return main()
