@@ -208,3 +208,13 @@ def test_export_style_graph_serves_any_batch_with_options_per_row(gpt):
         np.testing.assert_array_equal(batch[index, : len(prompt) + 6], alone[0])
     # top_k=1 is greedy.
     np.testing.assert_array_equal(batch[0, : len(PROMPTS[0]) + 6], generate(gpt, PROMPTS[:1], 6, jit_compile=False)[0])
+
+
+def test_the_earlier_keyword_form_still_works_with_a_deprecation_warning(gpt):
+    ids = np.array([[5, 6, 7], [8, 9, 0]], "int32")
+    lengths = np.array([3, 2], "int32")
+    config = GenerationConfig(sampler="beam", num_beams=2, stop_token_ids=(3,))
+    expected = ops.convert_to_numpy(decode(gpt, ids, lengths, 4, config))
+    with pytest.warns(DeprecationWarning, match="GenerationConfig"):
+        legacy = decode(gpt, ids, lengths, 4, "beam", num_beams=2, stop_token_ids=(3,), no_repeat_ngram_size=0)
+    np.testing.assert_array_equal(ops.convert_to_numpy(legacy), expected)

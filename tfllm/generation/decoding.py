@@ -5,6 +5,8 @@ function compiles with XLA (`tf.function(jit_compile=True)`, `jax.jit`) and trac
 plain TensorFlow graph with no `Xla*` ops, which is what a TF Serving export embeds.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -228,6 +230,7 @@ def decode(
     seed=None,
     num_candidates=None,
     xla=True,
+    **legacy_options,
 ):
     """Generates `max_new_tokens` tokens after each prompt: prefill, then one `while_loop`.
 
@@ -259,6 +262,9 @@ def decode(
             no filtering at all.
         xla: bool (static), whether this function will be compiled by XLA; `False` for a
             plain TensorFlow graph (see `TransformerBlock`'s `xla`). The tokens are the same.
+        **legacy_options: deprecated: the static options as keywords (`sampler`,
+            `num_beams`, `stop_token_ids`, ...), as `decode` took them before
+            `GenerationConfig`; they build one, with a `DeprecationWarning`.
 
     Returns:
         int32 `(batch * num_return_sequences, prompt_length + max_new_tokens)`: each prompt,
@@ -271,6 +277,8 @@ def decode(
     >>> decode(model, ids, np.array([3, 2], "int32"), max_new_tokens=4).shape
     (2, 7)
     """
+    if isinstance(config, str) or legacy_options:
+        config = _legacy_config(config, legacy_options)
     config = GenerationConfig() if config is None else config
     if not isinstance(config, GenerationConfig):
         raise ValueError(f"`config` must be a `GenerationConfig`. Received: config={config!r}")
@@ -312,20 +320,13 @@ def decode(
     logits, caches = decoder(token_ids, caches, ops.zeros((rows,), "int32"), kernels, logits_at=lengths - 1)
 
     choose = _TokenChoice(
-        sampler=sampler,
         lengths=lengths,
         vocabulary_size=decoder.vocabulary_size,
         temperature=per_row(row_values["temperature"], "float32"),
         top_k=per_row(row_values["top_k"], "int32"),
         top_p=per_row(row_values["top_p"], "float32"),
         keys=selection.random_keys(per_row(row_values["seed"], "int32"), ops.arange(rows, dtype="int32") % copies),
-        num_candidates=options["num_candidates"],
-        num_beams=options["num_beams"],
-        length_penalty=options["length_penalty"],
-        repetition_penalty=options["repetition_penalty"],
-        no_repeat_ngram_size=options["no_repeat_ngram_size"],
-        stop_token_ids=options["stop_token_ids"],
-        pad_token_id=pad_token_id,
+        **options,
     )
     state = choose(choose.initial_state(buffer, caches), logits)
 
@@ -345,6 +346,25 @@ def decode(
     return output
 
 
+def _legacy_config(sampler, options):
+    """The `GenerationConfig` of a call in `decode`'s earlier form: `sampler` as the fifth
+    argument and the static options as keywords (0 and 1.0 meaning off)."""
+    warnings.warn(
+        "decode(model, ids, lengths, n, sampler, num_beams=..., ...) is deprecated and will be removed in "
+        "tfllm 0.3: pass a `tfllm.generation.GenerationConfig` as `config`.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    sampler = options.pop("sampler", "greedy") if sampler is None else sampler
+    if options.get("no_repeat_ngram_size") == 0:
+        options["no_repeat_ngram_size"] = None
+    if sampler != "beam":
+        for name in ("num_beams", "length_penalty"):
+            if options.get(name) in (1, 1.0):
+                options.pop(name)
+    return GenerationConfig(sampler=sampler, **options)
+
+
 class _TokenChoice:
     """One step of selection: logits in, the loop state with the chosen token written out.
 
@@ -354,36 +374,16 @@ class _TokenChoice:
     `generated` (tokens generated before the stop token).
     """
 
-    def __init__(
-        self,
-        sampler,
-        lengths,
-        vocabulary_size,
-        temperature,
-        top_k,
-        top_p,
-        keys,
-        num_candidates,
-        num_beams,
-        length_penalty,
-        repetition_penalty,
-        no_repeat_ngram_size,
-        stop_token_ids,
-        pad_token_id,
-    ):
-        self.sampler = sampler
+    def __init__(self, lengths, vocabulary_size, temperature, top_k, top_p, keys, **options):
         self.lengths = lengths
         self.vocabulary_size = vocabulary_size
         # Per row: (rows,) tensors.
         self.temperature, self.top_k, self.top_p, self.keys = temperature, top_k, top_p, keys
-        # Static.
-        self.num_candidates = num_candidates
-        self.num_beams = num_beams
-        self.length_penalty = length_penalty
-        self.repetition_penalty = repetition_penalty
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.stop_token_ids = stop_token_ids
-        self.pad_token_id = pad_token_id
+        # Static: `GenerationConfig.decode_options` (`sampler`, `num_candidates`, `num_beams`,
+        # `length_penalty`, `num_return_sequences`, `repetition_penalty`,
+        # `no_repeat_ngram_size`, `stop_token_ids`, `pad_token_id`).
+        for name, value in options.items():
+            setattr(self, name, value)
 
     def initial_state(self, buffer, caches):
         rows = ops.shape(buffer)[0]

@@ -138,8 +138,7 @@ def argmax(values):
     The same result as `ops.argmax(values, axis=-1)` for rows without NaN, computed as two
     plain reductions (the maximum, then the first index that holds it). XLA on CPU runs
     these vectorized, where its arg-max reduction carries (value, index) pairs one at a
-    time: for a batch of 8 rows of 8192 logits, 150 instead of 390 microseconds, which is
-    about 3% of a decoding step of the benchmark model.
+    time.
 
     Args:
         values: float `(rows, size)`.

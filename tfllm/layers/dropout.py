@@ -47,12 +47,11 @@ class HashDropout(keras.layers.Dropout):
 
     The layer drops each element with probability `rate` and scales the rest by
     `1 / (1 - rate)`, exactly as `keras.layers.Dropout`; only the random bits come from
-    elsewhere. XLA's CPU backend generates Philox numbers about 8x slower than TensorFlow's
-    kernel (79 ms against 9.5 ms for a 4.2M-value mask, `python -m benchmarks.kernels`), and
-    the small GPT of `python -m benchmarks` draws about 26M of them a training step; the hash
-    mask takes 5.8 ms under XLA. Without XLA it takes 44.8 ms, more than TensorFlow's kernel,
-    which is why this is for steps compiled with XLA (tfllm's default for training on
-    TensorFlow and always on JAX). Each call draws a fresh `(2,)` seed from the layer's seed
+    elsewhere. XLA's CPU backend generates Philox numbers several times slower than
+    TensorFlow's kernel, and a training step of a small GPT draws tens of millions of them;
+    the hash is a few integer ops that XLA fuses (`python -m benchmarks.kernels` times
+    both). Without XLA it costs more than TensorFlow's kernel, which is why this is for steps
+    compiled with XLA (tfllm's default for training on TensorFlow and always on JAX). Each call draws a fresh `(2,)` seed from the layer's seed
     generator, so masks differ from step to step and from layer to layer, and a fixed `seed`
     makes them reproducible. With `noise_shape`, or on backends other than TensorFlow and JAX,
     it is Keras's own dropout.

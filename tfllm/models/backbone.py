@@ -10,6 +10,7 @@ module looks a layer up by name.
 import keras
 
 from tfllm._validation import check_positive_float, check_positive_int, check_rate
+from tfllm.layers import HashDropout, PositionalEmbedding, ReversibleEmbedding, TransformerBlock
 from tfllm.models.presets import PRESETS
 
 _POSITIVE_INTS = (
@@ -80,6 +81,42 @@ class Backbone(keras.Model):
                 f"Received: num_heads={config['num_heads']}, hidden_dim={config['hidden_dim']}"
             )
         return config
+
+    @staticmethod
+    def embedding_layers(config, initializer, dtype):
+        """The token embedding (also the tied output projection), the learned positions and
+        the embeddings' dropout, as GPT-2 and BERT both have them."""
+        token_embedding = ReversibleEmbedding(
+            config["vocabulary_size"],
+            config["hidden_dim"],
+            embeddings_initializer=initializer,
+            dtype=dtype,
+            name="token_embedding",
+        )
+        position_embedding = PositionalEmbedding(
+            config["max_sequence_length"], initializer=initializer, dtype=dtype, name="position_embedding"
+        )
+        embeddings_dropout = HashDropout(config["dropout"], dtype=dtype, name="embeddings_dropout")
+        return token_embedding, position_embedding, embeddings_dropout
+
+    @staticmethod
+    def transformer_blocks_for(config, initializer, dtype, **architecture):
+        """`num_layers` blocks of the config's sizes; `architecture` sets `activation`,
+        `normalize_first` and `causal`."""
+        return [
+            TransformerBlock(
+                num_heads=config["num_heads"],
+                intermediate_dim=config["intermediate_dim"],
+                dropout=config["dropout"],
+                fused_attention=config["fused_attention"],
+                layer_norm_epsilon=config["layer_norm_epsilon"],
+                kernel_initializer=initializer,
+                dtype=dtype,
+                name=f"transformer_block_{i}",
+                **architecture,
+            )
+            for i in range(config["num_layers"])
+        ]
 
     @classmethod
     def from_preset(cls, preset, **overrides):

@@ -2,7 +2,6 @@
 
 import keras
 
-from tfllm.layers import HashDropout, PositionalEmbedding, ReversibleEmbedding, TransformerBlock
 from tfllm.models.backbone import Backbone
 from tfllm.models.presets import BERT_PRESETS
 
@@ -75,35 +74,16 @@ class BERT(Backbone):
         hidden_dim = config["hidden_dim"]
 
         # === Layers ===
-        token_embedding = ReversibleEmbedding(
-            config["vocabulary_size"], hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
-        )
-        position_embedding = PositionalEmbedding(
-            config["max_sequence_length"], initializer=initializer, dtype=dtype, name="position_embedding"
-        )
+        token_embedding, position_embedding, embeddings_dropout = self.embedding_layers(config, initializer, dtype)
         segment_embedding = keras.layers.Embedding(
             config["num_segments"], hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding"
         )
         embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=config["layer_norm_epsilon"], dtype=dtype, name="embeddings_layer_norm"
         )
-        embeddings_dropout = HashDropout(config["dropout"], dtype=dtype, name="embeddings_dropout")
-        transformer_blocks = [
-            TransformerBlock(
-                num_heads=config["num_heads"],
-                intermediate_dim=config["intermediate_dim"],
-                dropout=config["dropout"],
-                fused_attention=config["fused_attention"],
-                activation="gelu",
-                layer_norm_epsilon=config["layer_norm_epsilon"],
-                normalize_first=False,
-                causal=False,
-                kernel_initializer=initializer,
-                dtype=dtype,
-                name=f"transformer_block_{i}",
-            )
-            for i in range(config["num_layers"])
-        ]
+        transformer_blocks = self.transformer_blocks_for(
+            config, initializer, dtype, activation="gelu", normalize_first=False, causal=False
+        )
         pooler_dense = keras.layers.Dense(
             hidden_dim, activation="tanh", kernel_initializer=initializer, dtype=dtype, name="pooler_dense"
         )

@@ -2,7 +2,6 @@
 
 import keras
 
-from tfllm.layers import HashDropout, PositionalEmbedding, ReversibleEmbedding, TransformerBlock
 from tfllm.models.backbone import Backbone
 from tfllm.models.presets import GPT_PRESETS
 
@@ -69,33 +68,10 @@ class GPT(Backbone):
         initializer = keras.initializers.RandomNormal(stddev=0.02)
 
         # === Layers ===
-        token_embedding = ReversibleEmbedding(
-            config["vocabulary_size"],
-            config["hidden_dim"],
-            embeddings_initializer=initializer,
-            dtype=dtype,
-            name="token_embedding",
+        token_embedding, position_embedding, embeddings_dropout = self.embedding_layers(config, initializer, dtype)
+        transformer_blocks = self.transformer_blocks_for(
+            config, initializer, dtype, activation="gelu_approximate", normalize_first=True, causal=True
         )
-        position_embedding = PositionalEmbedding(
-            config["max_sequence_length"], initializer=initializer, dtype=dtype, name="position_embedding"
-        )
-        embeddings_dropout = HashDropout(config["dropout"], dtype=dtype, name="embeddings_dropout")
-        transformer_blocks = [
-            TransformerBlock(
-                num_heads=config["num_heads"],
-                intermediate_dim=config["intermediate_dim"],
-                dropout=config["dropout"],
-                fused_attention=config["fused_attention"],
-                activation="gelu_approximate",
-                layer_norm_epsilon=config["layer_norm_epsilon"],
-                normalize_first=True,
-                causal=True,
-                kernel_initializer=initializer,
-                dtype=dtype,
-                name=f"transformer_block_{i}",
-            )
-            for i in range(config["num_layers"])
-        ]
         final_layer_norm = keras.layers.LayerNormalization(
             epsilon=config["layer_norm_epsilon"], dtype=dtype, name="final_layer_norm"
         )

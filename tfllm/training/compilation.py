@@ -9,14 +9,12 @@ _BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 def default_jit_compile(precision="float32"):
     """The `jit_compile` to train with at `precision`: XLA, except bfloat16 on a bfloat16 CPU.
 
-    XLA fuses the element-wise work of a step: on the TensorFlow backend on CPU it trained
-    the small GPT of `python -m benchmarks` 1.06x faster than the plain graph in float32
-    (as fast with dropout 0.1), and GPT-2 small 1.08x faster. But XLA's CPU backend does not
-    use oneDNN's bfloat16 matrix products, so in `mixed_bfloat16` on a CPU with bfloat16
-    instructions (AVX512-BF16, AMX, Arm's BF16) the plain graph trained the small GPT 1.27x
-    faster (1.28x with dropout 0.1). A CPU without them emulates bfloat16 either way, and there
-    XLA was faster again (1.20x, 1.17x with dropout 0.1; README, "Benchmarks"). A GPU keeps
-    XLA. On JAX the step is always compiled (`True`); on PyTorch this is Keras's own default,
+    XLA fuses the element-wise work of a step, which on the TensorFlow backend on CPU trains
+    faster than the plain graph. But XLA's CPU backend does not use oneDNN's bfloat16 matrix
+    products, so in `mixed_bfloat16` on a CPU with bfloat16 instructions (AVX512-BF16, AMX,
+    Arm's BF16) the plain graph is faster. A CPU without them emulates bfloat16 either way,
+    and there XLA is faster again (`python -m benchmarks` measures every case;
+    docs/benchmarks.md). A GPU keeps XLA. On JAX the step is always compiled (`True`); on PyTorch this is Keras's own default,
     `False` (no `torch.compile`).
 
     Args:
