@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import keras
@@ -17,7 +18,6 @@ from tests.convert.conftest import (
     make_gpt2_directory,
     max_difference,
     padded_batch,
-    write_bert_vocabulary,
 )
 
 torch = pytest.importorskip("torch")
@@ -269,19 +269,61 @@ def test_error_for_missing_tensors(bert_directory):
 
 def test_error_for_mis_shaped_tensors(bert_directory):
     def cut(tensors):
-        tensors["encoder.layer.0.intermediate.dense.weight"] = tensors["encoder.layer.0.intermediate.dense.weight"][:40]
+        tensors["encoder.layer.1.intermediate.dense.weight"] = tensors["encoder.layer.1.intermediate.dense.weight"][:40]
 
     _edit_tensors(bert_directory, cut)
     with pytest.raises(
-        ValueError, match=r"encoder.layer.0.intermediate.dense.weight: expected shape \(48, 32\), found \(40, 32\)"
+        ValueError, match=r"encoder.layer.1.intermediate.dense.weight: expected shape \(48, 32\), found \(40, 32\)"
     ):
         tfllm.convert.from_huggingface(bert_directory)
 
 
 def test_error_when_the_checkpoint_disagrees_with_the_config(bert_directory):
     _edit_config(bert_directory, num_hidden_layers=3)
-    with pytest.raises(ValueError, match=r"missing tensors \(16\).*encoder.layer.2.attention.self.query.weight"):
+    with pytest.raises(ValueError, match=r"num_hidden_layers=3 but the checkpoint holds 2"):
         tfllm.convert.from_huggingface(bert_directory)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(n_layer=1_000_000_000), r"n_layer=1000000000 but the checkpoint holds 2"),
+        (dict(n_embd=4096, n_head=4), r"n_embd=4096 but the checkpoint holds 32"),
+        (dict(n_positions=10**7), r"n_positions=10000000 but the checkpoint holds 40"),
+        (dict(n_inner=10**6), r"n_inner=1000000 but the checkpoint holds 128"),
+    ],
+)
+def test_sizes_are_checked_against_the_header_before_anything_is_built(tmp_path, monkeypatch, changes, message):
+    """A config.json asking for a huge model is refused from the checkpoint's header alone."""
+    make_gpt2_directory(tmp_path)
+    _edit_config(tmp_path, **changes)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a model was built before the sizes were checked")
+
+    monkeypatch.setattr(tfllm.models.GPT, "__init__", no_build)
+    with pytest.raises(ValueError, match=message + r".*Nothing was built"):
+        tfllm.convert.from_huggingface(tmp_path)
+
+
+def test_a_truncated_weights_file_is_named(bert_directory):
+    path = bert_directory / "model.safetensors"
+    data = path.read_bytes()
+    for size in (len(data) // 2, 20, 4):
+        path.write_bytes(data[:size])
+        with pytest.raises(ValueError, match=re.escape(repr(str(path))) + " is not a readable safetensors file"):
+            tfllm.convert.from_huggingface(bert_directory)
+
+
+def test_a_model_only_directory_loads_without_a_tokenizer(tmp_path):
+    hf_model = make_bert_directory(tmp_path)
+    for name in os.listdir(tmp_path):
+        if name not in ("config.json", "model.safetensors"):
+            os.remove(tmp_path / name)
+    with pytest.warns(UserWarning, match="holds no tokenizer .*vocab.txt not found"):
+        model, tokenizer = tfllm.convert.from_huggingface(tmp_path)
+    assert tokenizer is None
+    assert_bert_equal(hf_model, model)
 
 
 def test_error_for_a_vocabulary_that_does_not_fit(bert_directory):
@@ -291,11 +333,11 @@ def test_error_for_a_vocabulary_that_does_not_fit(bert_directory):
         tfllm.convert.from_huggingface(bert_directory)
 
 
-def test_error_without_weights_or_vocabulary(bert_directory):
-    os.remove(bert_directory / "vocab.txt")
-    with pytest.raises(FileNotFoundError, match="'vocab.txt' not found"):
-        tfllm.convert.from_huggingface(bert_directory)
-    write_bert_vocabulary(bert_directory)
+def test_error_without_weights_or_with_half_a_vocabulary(bert_directory, tmp_path):
+    make_gpt2_directory(tmp_path / "gpt2")
+    os.remove(tmp_path / "gpt2" / "merges.txt")
+    with pytest.raises(FileNotFoundError, match="'merges.txt' not found"):
+        tfllm.convert.from_huggingface(tmp_path / "gpt2")
     os.remove(bert_directory / "model.safetensors")
     with pytest.raises(FileNotFoundError, match="No weights"):
         tfllm.convert.from_huggingface(bert_directory)

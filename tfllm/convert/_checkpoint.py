@@ -7,11 +7,12 @@ tensor is read, so a wrong checkpoint is rejected without loading it. A pickled
 PyTorch.
 """
 
+import contextlib
 import json
 import os
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -112,20 +113,35 @@ def _shards(directory, index_path):
 def _open_safetensors(paths, description):
     shapes, dtypes, files = {}, {}, {}
     for path in paths:
-        with safe_open(path, framework="np") as file:
-            for name in file.keys():
-                piece = file.get_slice(name)
-                shapes[name] = tuple(piece.get_shape())
-                dtypes[name] = piece.get_dtype()
-                files[name] = path
+        with _unreadable_names(path):
+            with safe_open(path, framework="np") as file:
+                for name in file.keys():
+                    piece = file.get_slice(name)
+                    shapes[name] = tuple(piece.get_shape())
+                    dtypes[name] = piece.get_dtype()
+                    files[name] = path
 
     def read(name):
-        if dtypes[name] == "BF16":
-            return _read_bfloat16(files[name], name)
-        with safe_open(files[name], framework="np") as file:
-            return np.asarray(file.get_tensor(name), dtype=np.float32)
+        with _unreadable_names(files[name]):
+            if dtypes[name] == "BF16":
+                return _read_bfloat16(files[name], name)
+            with safe_open(files[name], framework="np") as file:
+                return np.asarray(file.get_tensor(name), dtype=np.float32)
 
     return Checkpoint(description, shapes, dtypes, read)
+
+
+@contextlib.contextmanager
+def _unreadable_names(path):
+    """Re-raises what the safetensors reader raises on a damaged file as a `ValueError` that
+    names the file (its own errors name neither the file nor the directory)."""
+    try:
+        yield
+    except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path!r} is not a readable safetensors file (truncated or damaged?): "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def _read_bfloat16(path, name):
@@ -139,7 +155,10 @@ def _read_bfloat16(path, name):
         entry = json.loads(file.read(header_length))[name]
         begin, end = entry["data_offsets"]
         file.seek(8 + header_length + begin)
-        words = np.frombuffer(file.read(end - begin), dtype="<u2")
+        data = file.read(end - begin)
+        if len(data) != end - begin:
+            raise ValueError(f"the tensor {name!r} ends past the end of the file")
+        words = np.frombuffer(data, dtype="<u2")
     return (words.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import warnings
 
 import keras
 import numpy as np
@@ -186,9 +188,11 @@ def from_huggingface(directory, allow_pickle=False, dtype=None):
     pretraining model; task heads are not read). Either way the model computes what
     `transformers` computes, to float32 rounding.
 
-    Everything is checked before any weight is set: an unreadable or unsupported config, a
-    missing tensor or one of the wrong shape (all are listed, with expected and found shapes)
-    and a vocabulary whose size differs from the embedding's raise an error, and no model is
+    Everything is checked before any weight is set: an unreadable or unsupported config, sizes
+    in config.json that are not the checkpoint's (checked against the safetensors header
+    before the model is built), a missing tensor or one of the wrong shape (all are listed,
+    with expected and found shapes), an unreadable or truncated weights file (named) and a
+    vocabulary whose size differs from the embedding's raise an error, and no model is
     returned half-loaded.
 
     Args:
@@ -199,12 +203,13 @@ def from_huggingface(directory, allow_pickle=False, dtype=None):
         dtype: optional dtype policy for the model, e.g. `"mixed_bfloat16"`.
 
     Returns:
-        `(model, tokenizer)`: a Functional `keras.Model` from `tfllm.models.GPT` or
-        `tfllm.models.BERT` (dropout rates from the config) and a
-        `tfllm.tokenizers.BytePairTokenizer` or `WordPieceTokenizer`.
+        `(model, tokenizer)`: a `tfllm.models.GPT` or `tfllm.models.BERT` (dropout rates from
+        the config) and a `tfllm.tokenizers.BytePairTokenizer` or `WordPieceTokenizer`; the
+        tokenizer is `None`, with a warning, when the directory has no vocabulary files (a
+        model-only directory, as `model.save_pretrained` writes).
 
     Raises:
-        FileNotFoundError: no `config.json`, no weights, no vocabulary files.
+        FileNotFoundError: no `config.json`, no weights, one of two GPT-2 vocabulary files.
         ValueError: an unsupported `model_type` or architecture option, missing or mis-shaped
             tensors, a vocabulary that does not fit the embedding.
 
@@ -216,19 +221,17 @@ def from_huggingface(directory, allow_pickle=False, dtype=None):
     directory = os.fspath(directory)
     hf_config = _read_config(directory)
     model_type = hf_config["model_type"]
-    if model_type == "gpt2":
-        config = _gpt_config(hf_config)
-        tokenizer = _load_gpt2_tokenizer(directory)
-    else:
-        config = _bert_config(hf_config)
-        tokenizer = _load_bert_tokenizer(directory)
-    if tokenizer.vocabulary_size() != config["vocabulary_size"]:
+    config = _gpt_config(hf_config) if model_type == "gpt2" else _bert_config(hf_config)
+    tokenizer = _load_tokenizer(directory, model_type)
+    if tokenizer is not None and tokenizer.vocabulary_size() != config["vocabulary_size"]:
         raise ValueError(
             f"The tokenizer's vocabulary in {directory!r} has {tokenizer.vocabulary_size()} tokens but the "
             f"model's token embedding has {config['vocabulary_size']} rows (config.json vocab_size); "
             "they must be the same size."
         )
     checkpoint = open_checkpoint(directory, allow_pickle=allow_pickle)
+    # Before anything is built: the sizes config.json gives must be those of the tensors.
+    _check_sizes(checkpoint, model_type, config, directory)
 
     if model_type == "gpt2":
         model = GPT(dtype=dtype, name="gpt", **config)
@@ -327,16 +330,78 @@ def _bert_config(hf_config):
     )
 
 
-def _load_gpt2_tokenizer(directory):
-    from tfllm.tokenizers import BytePairTokenizer
-
-    return BytePairTokenizer.load(directory)
+# The vocabulary files of each model type's tokenizer.
+_VOCABULARY_FILES = {"gpt2": ("vocab.json", "merges.txt"), "bert": ("vocab.txt",)}
 
 
-def _load_bert_tokenizer(directory):
-    from tfllm.tokenizers import WordPieceTokenizer
+def _load_tokenizer(directory, model_type):
+    """The directory's tokenizer; `None`, with a warning, for a model-only directory (what
+    `model.save_pretrained` writes: no vocabulary files at all)."""
+    from tfllm.tokenizers import BytePairTokenizer, WordPieceTokenizer
 
+    files = _VOCABULARY_FILES[model_type]
+    present = [name for name in files if os.path.isfile(os.path.join(directory, name))]
+    if not present:
+        warnings.warn(
+            f"{directory!r} holds no tokenizer ({' and '.join(files)} not found): the model is loaded "
+            "and no tokenizer is returned. Save the tokenizer into the directory (or load one from "
+            "another) to tokenize text for this model.",
+            stacklevel=3,
+        )
+        return None
+    if model_type == "gpt2":
+        return BytePairTokenizer.load(directory)
     return WordPieceTokenizer.load(directory)
+
+
+# Per model type: the tensor whose shape gives (vocabulary_size, hidden_dim), the one giving
+# max_sequence_length, the pattern numbering the blocks, and the block tensor giving
+# intermediate_dim (with the axis it is on).
+_SIZE_TENSORS = {
+    "gpt2": ("wte.weight", "wpe.weight", re.compile(r"(?:^|\.)h\.(\d+)\."), ("h.0.mlp.c_fc.weight", 1)),
+    "bert": (
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\."),
+        ("encoder.layer.0.intermediate.dense.weight", 0),
+    ),
+}
+_HF_KEYS = {
+    "gpt2": dict(vocabulary_size="vocab_size", hidden_dim="n_embd", max_sequence_length="n_positions",
+                 num_layers="n_layer", intermediate_dim="n_inner"),
+    "bert": dict(vocabulary_size="vocab_size", hidden_dim="hidden_size", max_sequence_length="max_position_embeddings",
+                 num_layers="num_hidden_layers", intermediate_dim="intermediate_size"),
+}
+
+
+def _check_sizes(checkpoint, model_type, config, directory):
+    """Raises a `ValueError` before any model is built when config.json's sizes are not the
+    checkpoint's (read from its header): a config can otherwise ask for a model of any size."""
+    embedding_name, position_name, block_pattern, (intermediate_name, axis) = _SIZE_TENSORS[model_type]
+    prefix = _find_prefix(checkpoint, position_name)
+    found = {}
+    embedding = prefix + embedding_name
+    if embedding not in checkpoint and "lm_head.weight" in checkpoint:
+        embedding = "lm_head.weight"
+    if embedding in checkpoint and len(checkpoint.shape(embedding)) == 2:
+        found["vocabulary_size"], found["hidden_dim"] = checkpoint.shape(embedding)
+    if prefix + position_name in checkpoint and len(checkpoint.shape(prefix + position_name)) == 2:
+        found["max_sequence_length"] = checkpoint.shape(prefix + position_name)[0]
+    blocks = {int(match.group(1)) for name in checkpoint.names if (match := block_pattern.search(name))}
+    found["num_layers"] = len(blocks)
+    if prefix + intermediate_name in checkpoint and len(checkpoint.shape(prefix + intermediate_name)) == 2:
+        found["intermediate_dim"] = checkpoint.shape(prefix + intermediate_name)[axis]
+    wrong = [
+        f"{_HF_KEYS[model_type][key]}={config[key]} but the checkpoint holds {value}"
+        for key, value in found.items()
+        if config[key] != value
+    ]
+    if wrong:
+        raise ValueError(
+            f"config.json in {directory!r} does not describe its checkpoint {checkpoint.description!r}: "
+            + "; ".join(wrong)
+            + ". Nothing was built."
+        )
 
 
 def _find_prefix(checkpoint, anchor):
