@@ -218,3 +218,31 @@ def test_the_earlier_keyword_form_still_works_with_a_deprecation_warning(gpt):
     with pytest.warns(DeprecationWarning, match="GenerationConfig"):
         legacy = decode(gpt, ids, lengths, 4, "beam", num_beams=2, stop_token_ids=(3,), no_repeat_ngram_size=0)
     np.testing.assert_array_equal(ops.convert_to_numpy(legacy), expected)
+
+
+def test_per_row_options_must_match_the_batch(gpt):
+    ids = np.array([[5, 6, 7], [8, 9, 0], [1, 2, 3]], "int32")
+    lengths = np.array([3, 2, 3], "int32")
+    config = GenerationConfig(sampler="random")
+    for name, value in [("temperature", np.ones(2, "float32")), ("seed", np.zeros((3, 1), "int32"))]:
+        with pytest.raises(ValueError, match=rf"`{name}` must be a scalar or hold one value per prompt \(3\)"):
+            decode(gpt, ids, lengths, 2, config, **{name: value})
+    with pytest.raises(ValueError, match="`lengths` must be"):
+        decode(gpt, ids, lengths[:2], 2)
+    # A scalar, or one value per prompt, is fine.
+    assert ops.shape(decode(gpt, ids, lengths, 2, config, temperature=0.5, seed=np.arange(3, dtype="int32"))) == (3, 5)
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        (dict(sampler="random", temperature=float("nan")), "temperature"),
+        (dict(sampler="random", temperature=float("inf")), "temperature"),
+        (dict(sampler="beam", length_penalty=float("nan")), "length_penalty"),
+        (dict(repetition_penalty=float("inf")), "repetition_penalty"),
+        (dict(sampler="top_p", top_p=float("nan")), "top_p"),
+    ],
+)
+def test_non_finite_options_are_refused(options, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        GenerationConfig(**options)

@@ -302,10 +302,17 @@ def decode(
         )
     copies = options["num_beams"] if sampler == "beam" else options["num_return_sequences"]
 
-    def per_row(value, dtype):
+    def per_row(value, dtype, name):
+        shape = tuple(ops.shape(value)) if hasattr(value, "shape") else ()
+        if len(shape) > 1 or (
+            len(shape) == 1 and isinstance(shape[0], int) and isinstance(batch_size, int) and shape[0] != batch_size
+        ):
+            raise ValueError(
+                f"`{name}` must be a scalar or hold one value per prompt ({batch_size}). Received shape {shape}"
+            )
         return ops.repeat(ops.broadcast_to(ops.cast(value, dtype), (batch_size,)), copies, axis=0)
 
-    lengths = per_row(lengths, "int32")
+    lengths = per_row(lengths, "int32", "lengths")
     token_ids = ops.repeat(token_ids, copies, axis=0)
     rows = batch_size * copies
     pad_token_id = options["pad_token_id"]
@@ -322,10 +329,12 @@ def decode(
     choose = _TokenChoice(
         lengths=lengths,
         vocabulary_size=decoder.vocabulary_size,
-        temperature=per_row(row_values["temperature"], "float32"),
-        top_k=per_row(row_values["top_k"], "int32"),
-        top_p=per_row(row_values["top_p"], "float32"),
-        keys=selection.random_keys(per_row(row_values["seed"], "int32"), ops.arange(rows, dtype="int32") % copies),
+        temperature=per_row(row_values["temperature"], "float32", "temperature"),
+        top_k=per_row(row_values["top_k"], "int32", "top_k"),
+        top_p=per_row(row_values["top_p"], "float32", "top_p"),
+        keys=selection.random_keys(
+            per_row(row_values["seed"], "int32", "seed"), ops.arange(rows, dtype="int32") % copies
+        ),
         **options,
     )
     state = choose(choose.initial_state(buffer, caches), logits)
