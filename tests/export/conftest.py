@@ -14,6 +14,7 @@ import keras
 import pytest
 
 import tfllm
+import tfllm.export._shared_files
 from tests.data_files import sample_sentences
 from tfllm.data.samples import STORIES
 from tfllm.export import export_classifier, export_gpt, export_masked_lm
@@ -142,3 +143,23 @@ def run_fresh(path, requests, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     output = json.loads(result.stdout.strip().splitlines()[-1])
     return output["answers"], output["modules"]
+
+
+# The models.config module loaded from its file on its own: it imports no TensorFlow, so a
+# writer process starts in a fraction of a second and many of them overlap.
+SHARED_FILES_MODULE = tfllm.export._shared_files.__file__
+CONFIG_WRITER = textwrap.dedent(
+    """
+    import importlib.util, os, sys, time
+
+    module_path, config_path, prefix, count, go = sys.argv[1:6]
+    spec = importlib.util.spec_from_file_location("shared_files", module_path)
+    models_config = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models_config)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    for i in range(int(count)):
+        models_config.update_models_config(config_path, f"{prefix}{i}", f"/models/{prefix}{i}")
+        print(f"{prefix}{i}", flush=True)  # Completed: this entry must stay in the file.
+    """
+)

@@ -10,7 +10,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tfllm.export import AuditError, audit, existing_versions, predict, update_models_config
+from tfllm.export import AuditError, audit, existing_versions, predict
 
 
 class _Module(tf.Module):
@@ -85,19 +85,6 @@ def test_a_kill_during_export_leaves_no_version(tmp_path):
     module = _Module(lambda x: {"y": x + 1})
     path = _versions.save_version(module, base, {"serving_default": module.function})
     assert os.listdir(base) == ["1"] and path.endswith("/1")
-
-
-def test_models_config_keeps_other_models(tmp_path):
-    config_path = tmp_path / "models.config"
-    update_models_config(config_path, "gpt", "/models/gpt")
-    update_models_config(config_path, "sentiment", "/models/sentiment")
-    config = update_models_config(config_path, "gpt", "/srv/gpt", num_versions=2)
-    entries = {model.name: model for model in config.model_config_list.config}
-    assert set(entries) == {"gpt", "sentiment"}
-    assert entries["gpt"].base_path == "/srv/gpt" and entries["gpt"].model_version_policy.latest.num_versions == 2
-    config_path.write_text("not a config {")
-    with pytest.raises(ValueError, match="not a TF Serving model config"):
-        update_models_config(config_path, "gpt", "/models/gpt")
 
 
 class _TwoInputs(tf.Module):

@@ -15,7 +15,7 @@ server does.
 
 import os
 
-from tfllm.export import _models_config, _versions
+from tfllm.export import _shared_files, _versions
 from tfllm.export.audit import AuditError, AuditReport, audit
 from tfllm.export.bert import ClassifierServer, MaskedLMServer
 from tfllm.export.gpt import GPTServer
@@ -38,7 +38,7 @@ __all__ = [
 
 existing_versions = _versions.existing_versions
 read_warmup_requests = _versions.read_warmup_requests
-update_models_config = _models_config.update_models_config
+update_models_config = _shared_files.update_models_config
 
 
 def export_gpt(
