@@ -15,11 +15,12 @@ Run:
         --learning-rate 1e-4 --sequence-length 64 --bucket-boundaries 16,32 --steps 450 \\
         --max-minutes 15 --output-dir runs/sst2-minilm
 
-Without `--validation-data`, the last 10% of `--data` is held out. The default data is
-GLUE SST-2 (downloaded once). `--init-from` takes either a `pretrain_bert.py` output directory
-(`backbone.keras` + `tokenizer/`) or a Hugging Face BERT directory (`config.json`,
-`model.safetensors`, `vocab.txt`; read by `tfllm.convert.from_huggingface`, lower-casing as its
-`do_lower_case` says); the model-size and vocabulary options then do not apply.
+Without `--validation-data`, the last 10% of `--data` is held out. A TSV/CSV header row is
+detected (`tfllm.data.read_classification_file`); `--has-header` / `--no-header` say it outright.
+The default data is GLUE SST-2 (downloaded once). `--init-from` takes either a `pretrain_bert.py`
+output directory (`backbone.keras` + `tokenizer/`) or a Hugging Face BERT directory
+(`config.json`, `model.safetensors`, `vocab.txt`; read by `tfllm.convert.from_huggingface`,
+lower-casing as its `do_lower_case` says); the model-size and vocabulary options then do not apply.
 `--bucket-boundaries 16,32` batches texts of similar length together and cuts the padding (3x
 faster on SST-2's short sentences); `--steps` fixes the number of training batches. Writes to
 `--output-dir`: `model.keras`, `tokenizer/`, `labels.json` and `metrics.json` (`val_accuracy`,
@@ -50,6 +51,17 @@ def parse_args(argv=None):
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--pair-column", default=None)
     parser.add_argument("--label-column", default="label")
+    parser.add_argument(
+        "--has-header",
+        dest="has_header",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the TSV/CSV files start with a header row (default: detect it, see read_classification_file)",
+    )
+    parser.add_argument(
+        "--no-header", dest="has_header", action="store_const", const=False, help="every TSV/CSV row is an example"
+    )
     parser.add_argument(
         "--init-from",
         help="a pretrain_bert.py output directory (backbone.keras + tokenizer/) or a Hugging Face BERT "
@@ -106,14 +118,21 @@ def main(argv=None):
     harness.start(args)
 
     # ## Data files
-    columns = dict(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column)
+    columns = dict(
+        text_column=args.text_column,
+        pair_column=args.pair_column,
+        label_column=args.label_column,
+        has_header=args.has_header,
+    )
     train_path = sst2("train", args.data)
     if args.validation_data:
         validation_path = args.validation_data
     elif args.data:
-        # A headerless file (AG News) has its first example on line 1.
-        has_header = read_classification_file(train_path, **columns).line_numbers[0] > 1
-        train_path, validation_path = hold_out_lines(train_path, args.output_dir, 0.1, header_lines=int(has_header))
+        # The lines before the first example, when they hold a header (none in JSONL or AG News),
+        # go to both files.
+        examples = read_classification_file(train_path, **columns)
+        header_lines = examples.line_numbers[0] - 1 if examples.header is not None else 0
+        train_path, validation_path = hold_out_lines(train_path, args.output_dir, 0.1, header_lines=header_lines)
     else:
         validation_path = sst2("dev")
 

@@ -1,4 +1,6 @@
+import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -262,3 +264,45 @@ def test_label_vocabulary_rejects_malformed_integers_and_breaks_ties():
     assert build_label_vocabulary(["--1", "x"]) == ["--1", "x"]  # names, not numbers
     assert build_label_vocabulary(["10", "-2", "+3"]) == ["-2", "+3", "10"]
     assert build_label_vocabulary(["٣", "1"]) == ["1", "٣"]  # only ASCII digits make a number
+
+
+# ----------------------------------------------------------------- examples/finetune_classifier.py
+
+
+def finetune_classifier():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "finetune_classifier.py")
+    spec = importlib.util.spec_from_file_location("finetune_classifier", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def hold_out(tmp_path, name, text, *flags):
+    """The example's train and validation lines, split from `text`; it stops at the missing --init-from."""
+    data, output_dir = write(tmp_path / name, text), tmp_path / name.replace(".", "-")
+    with pytest.raises(ValueError, match="--init-from"):
+        finetune_classifier().main(
+            ["--data", data, "--output-dir", str(output_dir), "--init-from", str(tmp_path / "none"), *flags]
+        )
+    extension = os.path.splitext(name)[1]
+    parts = [output_dir / "data" / f"{part}{extension}" for part in ("train", "validation")]
+    return [part.read_text(encoding="utf-8") for part in parts]
+
+
+def test_finetune_classifier_takes_header_flags_for_reading_and_holding_out(tmp_path):
+    lines = [f"text {i}\t{i}\n" for i in range(20)]  # every label differs: the reader cannot tell
+    numbered = write(tmp_path / "numbered.tsv", "".join(lines))
+    with pytest.raises(ValueError, match="numbered.tsv, line 1: .*--has-header / --no-header"):
+        finetune_classifier().main(["--data", numbered, "--output-dir", str(tmp_path)])
+    train, validation = hold_out(tmp_path, "numbered.tsv", "".join(lines), "--no-header")
+    assert train == "".join(lines[:18]) and validation == "".join(lines[18:])
+    sentiment = "review\tsentiment\n" + "good\t1\nbad\t0\n" * 10
+    train, validation = hold_out(tmp_path, "sentiment.tsv", sentiment, "--has-header")
+    assert train.startswith("review\tsentiment\ngood\t1\n") and validation == "review\tsentiment\ngood\t1\nbad\t0\n"
+
+
+def test_finetune_classifier_holds_out_jsonl_without_a_header_line(tmp_path):
+    # JSONL has no header: its first line, blank here, is not copied into both files.
+    rows = "\n" + "".join(f'{{"sentence": "text {i}", "label": {i % 2}}}\n' for i in range(10))
+    train, validation = hold_out(tmp_path, "rows.jsonl", rows)
+    assert train + validation == rows

@@ -14,7 +14,9 @@ from tfllm.data._files import check_files
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-HAS_HEADER_HINT = "pass has_header=True or has_header=False (--has-header / --no-header in examples/finetune_classifier.py)"
+_HAS_HEADER_HINT = (
+    "pass has_header=True or has_header=False (--has-header / --no-header in examples/finetune_classifier.py)"
+)
 _BYTE_ORDER_MARK = "\ufeff"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _SIGNS_AND_DIGITS = re.compile(r"[+-]*[0-9]+")
@@ -186,7 +188,7 @@ def _first_row_is_header(path, records, layout, label_column):
         raise ValueError(
             f"{path}, line {line_number}: cannot tell whether {first} is a header: it names no column of "
             f"{layout}, and it has {len(first)} cells where a file without a header is read as {layout}. "
-            f"Name the columns (text_column=, pair_column=, label_column=), or {HAS_HEADER_HINT}."
+            f"Name the columns (text_column=, pair_column=, label_column=), or {_HAS_HEADER_HINT}."
         )
     label = first[-1].strip()
     others = [row[-1].strip() for _, row in records[1:] if len(row) == len(layout)]
@@ -209,7 +211,7 @@ def _first_row_is_header(path, records, layout, label_column):
         return True
     raise ValueError(
         f"{path}, line {line_number}: cannot tell whether {first} is a header or an example: its label {label!r} "
-        f"is not a label of any other row. {HAS_HEADER_HINT[0].upper()}{HAS_HEADER_HINT[1:]}."
+        f"is not a label of any other row. {_HAS_HEADER_HINT[0].upper()}{_HAS_HEADER_HINT[1:]}."
     )
 
 
