@@ -5,12 +5,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import pytest
 import tensorflow as tf
 
-from tfllm.export import AuditError, audit, existing_versions, predict
+from tfllm.export import AuditError, _shared_files, _versions, audit, existing_versions, predict
 
 
 class _Module(tf.Module):
@@ -77,14 +78,90 @@ def test_a_kill_during_export_leaves_no_version(tmp_path):
     result = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(base)], capture_output=True, timeout=300)
     assert result.returncode == -signal.SIGKILL
     assert existing_versions(base) == []
-    assert [name.startswith(".tmp-1-") for name in os.listdir(base)] == [True]
+    # The temporary names its machine and its process.
+    assert [name.startswith(f".tmp-1-{_shared_files.host_name()}-") for name in os.listdir(base)] == [True]
 
     # The next export removes the dead process's leftovers and writes version 1.
-    from tfllm.export import _versions
-
     module = _Module(lambda x: {"y": x + 1})
     path = _versions.save_version(module, base, {"serving_default": module.function})
     assert os.listdir(base) == ["1"] and path.endswith("/1")
+
+
+def _save(module, base, **kwargs):
+    return _versions.save_version(module, base, {"serving_default": module.function}, **kwargs)
+
+
+def test_a_version_taken_while_writing_moves_on_to_the_next(tmp_path):
+    base = tmp_path / "saved_models" / "doubler"
+    module = _Module(lambda x: {"y": x * 2})
+
+    def another_export_finishes_first(temporary):
+        _save(module, base)  # Takes version 1, which this export picked too.
+
+    path = _save(module, base, check=another_export_finishes_first)
+    assert sorted(os.listdir(base)) == ["1", "2"] and path == str(base / "2")
+    tf.saved_model.load(path)
+
+    # An explicit version that another export takes meanwhile is an error, not a rename.
+    def another_export_takes_5(temporary):
+        _save(module, base, version=5)
+
+    with pytest.raises(FileExistsError, match="another export"):
+        _save(module, base, version=5, check=another_export_takes_5)
+    assert sorted(os.listdir(base)) == ["1", "2", "5"]
+
+
+def _dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_abandoned_temporaries_are_judged_by_host_and_age(tmp_path):
+    base = tmp_path / "doubler"
+    base.mkdir()
+    host, dead, alive = _shared_files.host_name(), _dead_pid(), os.getpid()
+    stale = time.time() - _shared_files.ABANDONED_AGE_SECONDS - 60
+    temporaries = {  # name: (aged, kept)
+        f".tmp-1-{host}-{dead}-0": (False, False),  # this machine, process gone
+        f".tmp-2-{host}-{alive}-0": (True, True),  # this machine, still running
+        f".tmp-3-other-host-{dead}-0": (False, True),  # another machine: cannot ask its processes
+        f".tmp-4-other-host-{dead}-0": (True, False),  # ... older than a day
+        f".tmp-5-{dead}": (False, True),  # the form without a host
+        f".tmp-6-{dead}": (True, False),
+    }
+    for name, (aged, _) in temporaries.items():
+        (base / name).mkdir()
+        if aged:
+            os.utime(base / name, (stale, stale))
+    _save(_Module(lambda x: {"y": x}), base)
+    kept = {name for name, (_, keep) in temporaries.items() if keep}
+    assert set(os.listdir(base)) == kept | {"1"}
+
+
+def test_a_failed_export_removes_the_base_directory_it_created_and_nothing_else(tmp_path):
+    base = tmp_path / "saved_models" / "broken"
+    python_callback = _Module(lambda x: {"y": tf.py_function(lambda v: v, [x], tf.float32)})
+    with pytest.raises(AuditError):
+        _save(python_callback, base, check=audit)
+    assert not base.exists() and (tmp_path / "saved_models").is_dir()
+
+    def untraceable(x):
+        raise TypeError("cannot trace this")
+
+    with pytest.raises(TypeError, match="cannot trace this"):
+        _save(_Module(untraceable), base)
+    assert not base.exists()
+
+    # A base directory that was there before stays, empty or not.
+    base.mkdir()
+    with pytest.raises(AuditError):
+        _save(python_callback, base, check=audit)
+    assert base.is_dir() and os.listdir(base) == []
+    _save(_Module(lambda x: {"y": x}), base)
+    with pytest.raises(AuditError):
+        _save(python_callback, base, check=audit)
+    assert os.listdir(base) == ["1"]
 
 
 class _TwoInputs(tf.Module):

@@ -2,7 +2,7 @@
 
 - `update_models_config`: TF Serving's `--model_config_file` (`models.config`), read, changed
   and replaced under a lock, so concurrent exporters lose no entry.
-- Temporary names keyed by host and process (`<prefix>-<host>-<pid>`), and `is_abandoned`,
+- Temporary names keyed by host and process (`<prefix>-<host>-<pid>-<n>`), and `is_abandoned`,
   which tells a temporary whose writer is gone from one that is still being written, so a
   clean-up never removes another machine's export in progress.
 
@@ -12,6 +12,7 @@ Imports no TensorFlow: only the standard library and the protobuf messages of
 
 import contextlib
 import fcntl
+import itertools
 import os
 import re
 import socket
@@ -27,6 +28,7 @@ ABANDONED_AGE_SECONDS = 24 * 60 * 60
 # How long `update_models_config` waits for another writer's lock before it gives up.
 LOCK_TIMEOUT_SECONDS = 120
 _LOCK_POLL_SECONDS = 0.01
+_SERIALS = itertools.count()
 
 
 def host_name():
@@ -35,25 +37,29 @@ def host_name():
 
 
 def temporary_name(prefix):
-    """`<prefix>-<host>-<pid>`: a name no other process uses, on this machine or another."""
-    return f"{prefix}-{host_name()}-{os.getpid()}"
+    """`<prefix>-<host>-<pid>-<n>`: a name no other writer uses, on this machine or another, nor
+    another call in this process (`n` counts them)."""
+    return f"{prefix}-{host_name()}-{os.getpid()}-{next(_SERIALS)}"
 
 
-def temporary_pattern(prefix_pattern):
-    """A regex for the temporary names `temporary_name` makes from names matching
-    `prefix_pattern`, and for the earlier `<prefix>-<pid>` form; groups `host` (None in the
-    earlier form) and `pid`."""
-    return re.compile(rf"^{prefix_pattern}-(?:(?P<host>.+)-)?(?P<pid>\d+)$")
+def match_temporary(name, prefix_pattern):
+    """Matches `name` as a temporary name that `temporary_name` made from a prefix matching the
+    regex `prefix_pattern`, or as the `<prefix>-<pid>` form earlier tfllm versions wrote (its
+    host unknown). Returns the match (with any groups of `prefix_pattern`, `host` and `pid`)
+    or None."""
+    return re.match(rf"^{prefix_pattern}-(?P<host>.+)-(?P<pid>\d+)-\d+$", name) or re.match(
+        rf"^{prefix_pattern}-(?P<pid>\d+)$", name
+    )
 
 
 def is_abandoned(path, match):
-    """Whether the temporary at `path` (its name matched by a `temporary_pattern`) is abandoned.
+    """Whether the temporary at `path` (`match`: its name's `match_temporary`) is abandoned.
 
     One written on this machine is abandoned when its process is gone. One written on another
     machine, or under a name without a host, is abandoned only when it is older than
     `ABANDONED_AGE_SECONDS`: no process of another machine can be asked about.
     """
-    if match.group("host") == host_name():
+    if match.groupdict().get("host") == host_name():
         return not _process_alive(int(match.group("pid")))
     try:
         age = time.time() - os.lstat(path).st_mtime
@@ -175,11 +181,10 @@ def update_models_config(config_path, model_name, base_path, num_versions=1):
 
 
 def _remove_abandoned_temporaries(config_path):
-    """Deletes the `<config>.tmp-<host>-<pid>` files of updates killed before their rename."""
+    """Deletes the `<config>.tmp-<host>-<pid>-<n>` files of updates killed before their rename."""
     directory, name = os.path.split(config_path)
-    pattern = temporary_pattern(re.escape(name) + r"\.tmp")
     for entry in os.listdir(directory):
-        match = pattern.match(entry)
+        match = match_temporary(entry, re.escape(name) + r"\.tmp")
         path = os.path.join(directory, entry)
         if match and is_abandoned(path, match):
             with contextlib.suppress(FileNotFoundError):

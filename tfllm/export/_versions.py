@@ -1,21 +1,24 @@
-"""TF Serving's directory layout: atomic version directories, `models.config`, warm-up records.
+"""TF Serving's directory layout: atomic version directories and warm-up records.
 
 TF Serving polls a model's base path and takes every child directory whose name is an
 integer for a version, complete or not (tensorflow/serving#1086). So a version is written in
-full under a hidden sibling name (`.tmp-<version>-<pid>`) on the same file system and then
-renamed: the numbered directory appears complete or not at all.
+full under a hidden sibling name (`.tmp-<version>-<host>-<pid>-<n>`) on the same file system
+and then renamed: the numbered directory appears complete or not at all. Several exporters,
+on one machine or several sharing the volume, may write into one base path at once.
 """
 
+import errno
 import os
-import re
 import shutil
 
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from tfllm.export import _shared_files
+
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving replays at most this many.
-_TEMPORARY = re.compile(r"^\.tmp-(\d+)-(\d+)$")
+_TEMPORARY_PREFIX = r"\.tmp-(?P<version>\d+)"
 
 
 def existing_versions(base_path):
@@ -29,6 +32,13 @@ def existing_versions(base_path):
 
 def save_version(module, base_path, signatures, version=None, warmup_requests=(), model_name=None, check=None):
     """Saves `module` as `base_path/<version>/`, atomically, with its warm-up records.
+
+    The version is written under a hidden temporary name and renamed when complete. With
+    `version=None`, a version number that another export takes meanwhile (one writing into
+    the same base path, from this machine or another) is skipped: this export takes the next
+    free one. An export that fails removes its temporary, and `base_path` too if this export
+    created it and it is still empty; nothing else. Temporaries that killed exports left are
+    removed (see `_remove_abandoned_temporaries`).
 
     Args:
         module: the `tf.Module` to save.
@@ -45,24 +55,24 @@ def save_version(module, base_path, signatures, version=None, warmup_requests=()
         The version directory's path.
 
     Raises:
-        FileExistsError if that version exists (versions are immutable once served).
+        FileExistsError if `version` exists, or another export writes it first (versions are
+        immutable once served).
     """
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version <= 0):
+        raise ValueError(f"`version` must be a positive int or None. Received: version={version!r}")
     base_path = os.path.abspath(base_path)
+    created = not os.path.isdir(base_path)
     os.makedirs(base_path, exist_ok=True)
-    _remove_abandoned_temporaries(base_path)
-    if version is None:
-        version = (existing_versions(base_path) or [0])[-1] + 1
-    if not isinstance(version, int) or isinstance(version, bool) or version <= 0:
-        raise ValueError(f"`version` must be a positive int. Received: version={version!r}")
-    final_path = os.path.join(base_path, str(version))
-    if os.path.exists(final_path):
-        raise FileExistsError(
-            f"{final_path} already exists: TF Serving versions are immutable. Export to a new version "
-            "(version=None picks the next one) or delete it first."
-        )
-    temporary = os.path.join(base_path, f".tmp-{version}-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
+    temporary = None
     try:
+        _remove_abandoned_temporaries(base_path)
+        if version is not None and os.path.lexists(os.path.join(base_path, str(version))):
+            raise FileExistsError(
+                f"{os.path.join(base_path, str(version))} already exists: TF Serving versions are immutable. "
+                "Export to a new version (version=None picks the next one) or delete it first."
+            )
+        first_choice = version or _next_version(base_path, 0)
+        temporary = os.path.join(base_path, _shared_files.temporary_name(f".tmp-{first_choice}"))
         tf.saved_model.save(module, temporary, signatures=signatures)
         if warmup_requests:
             write_warmup_requests(
@@ -71,29 +81,59 @@ def save_version(module, base_path, signatures, version=None, warmup_requests=()
         if check is not None:
             check(temporary)
         _sync_tree(temporary)
-        os.rename(temporary, final_path)
+        final_path = _rename_to_version(temporary, base_path, first_choice, explicit=version is not None)
+        _shared_files.sync_directory(base_path)
+        return final_path
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        if created:
+            _remove_if_empty(base_path)
         raise
-    return final_path
+
+
+def _next_version(base_path, at_least):
+    """One more than the highest integer name under `base_path` (any kind of entry) and than
+    `at_least`."""
+    names = [int(name) for name in os.listdir(base_path) if name.isdigit()]
+    return max([at_least, *names]) + 1
+
+
+def _rename_to_version(temporary, base_path, version, explicit):
+    """Renames `temporary` to `base_path/<version>`, or with `explicit=False` to the next free
+    version when another export took that one first. Returns the version's path."""
+    while True:
+        final_path = os.path.join(base_path, str(version))
+        try:
+            # A directory renames onto a missing or empty name only, in one step.
+            os.rename(temporary, final_path)
+            return final_path
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR) or not os.path.lexists(final_path):
+                raise
+        if explicit:
+            raise FileExistsError(
+                f"{final_path} was written by another export while this one was being written: TF Serving "
+                "versions are immutable. Export to a new version (version=None picks the next free one)."
+            )
+        version = _next_version(base_path, version)
+
+
+def _remove_if_empty(path):
+    try:
+        os.rmdir(path)  # Removes an empty directory only.
+    except OSError:
+        pass
 
 
 def _remove_abandoned_temporaries(base_path):
-    """Deletes `.tmp-<version>-<pid>` directories left by exports whose process is gone."""
+    """Deletes the temporaries of exports whose writer is gone (see `_shared_files.is_abandoned`):
+    `.tmp-<version>-<host>-<pid>-<n>`, and `.tmp-<version>-<pid>` from earlier tfllm versions."""
     for name in os.listdir(base_path):
-        match = _TEMPORARY.match(name)
-        if match and not _process_alive(int(match.group(2))):
-            shutil.rmtree(os.path.join(base_path, name), ignore_errors=True)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        path = os.path.join(base_path, name)
+        match = _shared_files.match_temporary(name, _TEMPORARY_PREFIX)
+        if match and _shared_files.is_abandoned(path, match):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _sync_tree(path):
