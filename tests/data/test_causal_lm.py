@@ -86,8 +86,33 @@ def test_empty_file_is_named(tokenizer, tmp_path):
 def test_corpus_shorter_than_one_window(tokenizer, tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("tiny\n")
-    with pytest.raises(ValueError, match="shorter than one window.*65"):
+    with pytest.raises(ValueError, match=r"short.txt.* 6 tokens.*shorter than one window of .* 65 tokens"):
         causal_lm_dataset(str(path), tokenizer, 64, 2, EOT)
+
+
+def test_fewer_windows_than_one_batch_is_an_error(tokenizer, tmp_path):
+    path = tmp_path / "small.txt"
+    path.write_text("hello world, a short text\n")  # 26 bytes and the end-of-text token: 3 windows of 9
+    with pytest.raises(ValueError, match=r"small.txt.* 27 tokens.*3 windows of sequence_length \+ 1 = 9 tokens.*"
+                       r"batch_size=64 windows \(576 tokens\)"):
+        causal_lm_dataset(str(path), tokenizer, 8, 64, EOT)
+    # Without drop_remainder the one short batch is kept.
+    dataset = causal_lm_dataset(str(path), tokenizer, 8, 64, EOT, drop_remainder=False)
+    assert [features["token_ids"].shape[0] for features, _ in dataset] == [3]
+
+
+def test_the_check_reads_only_the_start_of_a_long_corpus(tokenizer, tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("a line of text\n" * 100_000)  # 196 blocks of 512 lines
+    blocks = []
+
+    def counting_tokenizer(lines):
+        count = tf.py_function(lambda: blocks.append(1) or 0, [], tf.int32)
+        with tf.control_dependencies([count]):
+            return tokenizer(lines)
+
+    causal_lm_dataset(str(path), counting_tokenizer, 8, 4, EOT)
+    assert 1 <= len(blocks) < 10  # one block holds a batch; tf.data may read a few ahead
 
 
 def test_works_with_model_fit(tokenizer, corpus):

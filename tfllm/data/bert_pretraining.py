@@ -17,6 +17,10 @@ def sentence_pairs(files, shuffle_buffer=10_000, seed=None):
     sentence in its document starts a pair: with probability 0.5 the second sentence
     is that next one (`is_next=1`), otherwise a random sentence of the corpus
     (`is_next=0`).
+
+    Lines are read by `tf.data.TextLineDataset` (split at "\\n", every "\\r" dropped) and
+    stripped of surrounding whitespace; bytes that are not UTF-8 reach the tokenizer as they
+    are, and tfllm's `WordPieceTokenizer` reads each such sequence as U+FFFD (an `[UNK]`).
     """
     files = check_files(files)
     lines = tf.data.TextLineDataset(files).map(tf.strings.strip)
@@ -69,7 +73,14 @@ def bert_pretraining_dataset(
         shuffle_buffer: pairs held for shuffling (and for drawing random sentences).
         seed: optional seed for pairing, shuffling and masking.
         drop_remainder: drop the last partial batch.
+
+    Raises:
+        ValueError when the files hold fewer sentence pairs than one batch (than one pair
+        without `drop_remainder`), which would give an empty dataset: documents of one
+        sentence have none. The check reads only as many lines as one batch needs.
     """
+    files = check_files(files)
+    _check_one_batch(files, batch_size if drop_remainder else 1, batch_size)
     vocabulary = tokenizer.get_vocabulary()
     special_ids = [
         tokenizer.token_to_id(token) for token in vocabulary if token.startswith("[") and token.endswith("]")
@@ -112,3 +123,23 @@ def bert_pretraining_dataset(
 
     dataset = tf.data.Dataset.zip(batches, seeds).map(pack_and_mask, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def _check_one_batch(files, needed, batch_size, lines_per_block=4096):
+    """Raises a ValueError when `files` hold fewer than `needed` sentence pairs; reads only that far."""
+    pairs = sentences = 0
+    previous = False  # whether the line before the block was a sentence
+    lines = tf.data.TextLineDataset(files).map(tf.strings.strip).batch(lines_per_block)
+    for block in lines:
+        is_sentence = tf.strings.length(block).numpy() > 0
+        sentences += int(is_sentence.sum())
+        pairs += int((is_sentence[1:] & is_sentence[:-1]).sum()) + int(previous and is_sentence[0])
+        previous = bool(is_sentence[-1])
+        if pairs >= needed:
+            return
+    one_batch = f"one batch of batch_size={batch_size} pairs (drop_remainder=True)" if needed > 1 else "one pair"
+    raise ValueError(
+        f"The corpus {files} holds {pairs} sentence pairs (a sentence and the next in its document) among "
+        f"{sentences} sentences, fewer than {one_batch}: the dataset would be empty. Next-sentence pairs need "
+        "documents of two or more sentences: one sentence per line, a blank line between documents."
+    )
