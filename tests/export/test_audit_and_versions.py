@@ -1,4 +1,4 @@
-"""The op audit, atomic versions under a kill, models.config, and the REST emulation."""
+"""The op audit, and atomic versions: under a kill, beside other exports, after a failure."""
 
 import os
 import signal
@@ -11,7 +11,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tfllm.export import AuditError, _shared_files, _versions, audit, existing_versions, predict
+from tfllm.export import AuditError, _shared_files, _versions, audit, existing_versions
 
 
 class _Module(tf.Module):
@@ -162,31 +162,3 @@ def test_a_failed_export_removes_the_base_directory_it_created_and_nothing_else(
     with pytest.raises(AuditError):
         _save(python_callback, base, check=audit)
     assert os.listdir(base) == ["1"]
-
-
-class _TwoInputs(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([None], tf.int32, name="n")])
-    def repeat(self, text, n):
-        return {"text": tf.strings.join([text, tf.strings.as_string(n)]), "raw_bytes": text, "n": n * 2}
-
-
-def test_predict_follows_the_rest_api(tmp_path):
-    module = _TwoInputs()
-    path = str(tmp_path / "m")
-    tf.saved_model.save(module, path, signatures={"serving_default": module.repeat})
-    loaded = tf.saved_model.load(path)
-    rows = predict(loaded, {"instances": [{"text": "a", "n": 1}, {"text": {"b64": "w6k="}, "n": 2}]})
-    assert rows["predictions"] == [
-        {"text": "a1", "raw_bytes": {"b64": "YQ=="}, "n": 2},
-        {"text": "é2", "raw_bytes": {"b64": "w6k="}, "n": 4},
-    ]
-    with pytest.raises(ValueError, match="'text' is not valid UTF-8"):
-        predict(loaded, {"instances": [{"text": {"b64": "/w=="}, "n": 2}]})
-    columns = predict(loaded, {"inputs": {"text": ["a", "b"], "n": [1, 2]}})
-    assert columns["outputs"]["text"] == ["a1", "b2"] and columns["outputs"]["n"] == [2, 4]
-    with pytest.raises(ValueError, match="exactly one"):
-        predict(loaded, {"instances": [], "inputs": {}})
-    with pytest.raises(ValueError, match="Missing input 'n'"):
-        predict(loaded, {"instances": [{"text": "a"}]})
-    with pytest.raises(ValueError, match="not found"):
-        predict(loaded, {"instances": [], "signature_name": "nope"})
