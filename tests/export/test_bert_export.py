@@ -1,10 +1,13 @@
 """BERT exports: classifier probabilities equal the Keras model's; fill-mask; embeddings."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from tests.export.conftest import LABELS, SEQUENCE_LENGTH, run_fresh
+import tfllm
+from tests.export.conftest import LABELS, SEQUENCE_LENGTH, run_fresh, tiny_bert
 from tfllm.data import BERTInputPacker
+from tfllm.export import MaskedLMServer
 
 TEXTS = ["a gripping , funny film", "dull and lifeless", "", "😀 \u0007"]
 PAIRS = ["really", "", "x", "y"]
@@ -85,3 +88,11 @@ def test_fill_mask_predicts_each_mask(masked_lm_bundle):
 
     embedding = loaded.signatures["embed"](text=tf.constant(texts))["embedding"].numpy()
     np.testing.assert_allclose(embedding, mean_pooled(backbone, features), atol=1e-5)
+
+
+def test_top_k_above_the_vocabulary_is_refused_at_construction(wordpiece):
+    pretrainer = tfllm.models.BERTPretrainer(tiny_bert(wordpiece))
+    size = pretrainer.backbone.vocabulary_size
+    with pytest.raises(ValueError, match=rf"`top_k` must be at most the model.s vocabulary size \({size}\).*top_k={size + 1}"):
+        MaskedLMServer(pretrainer, wordpiece, SEQUENCE_LENGTH, top_k=size + 1)
+    assert MaskedLMServer(pretrainer, wordpiece, SEQUENCE_LENGTH, top_k=size).top_k == size

@@ -179,7 +179,7 @@ def export_masked_lm(
         pretrainer: a `tfllm.models.BERTPretrainer`.
         tokenizer: its `tfllm.tokenizers.WordPieceTokenizer`.
         sequence_length: the packed length (texts are truncated to it).
-        top_k: candidates per mask.
+        top_k: candidates per mask, at most the vocabulary size.
         max_masks: masks per text that get candidates.
         base_path, version, models_config, serving_base_path: as in `export_gpt`.
 

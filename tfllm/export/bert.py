@@ -103,6 +103,12 @@ class MaskedLMServer(_BERTServer):
             )
         check_positive_int("top_k", top_k)
         check_positive_int("max_masks", max_masks)
+        vocabulary_size = pretrainer.backbone.vocabulary_size
+        if top_k > vocabulary_size:
+            raise ValueError(
+                f"`top_k` must be at most the model's vocabulary size ({vocabulary_size}): each mask gets "
+                f"top_k distinct candidates. Received: top_k={top_k}"
+            )
         self.top_k, self.max_masks = top_k, max_masks
         self._vocabulary = tf.constant(tokenizer.get_vocabulary())
         self.fill_mask = tf.function(self._fill_mask, input_signature=[_TEXT], autograph=False)
