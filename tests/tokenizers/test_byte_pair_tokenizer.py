@@ -193,7 +193,7 @@ def test_bad_call_inputs_raise(tokenizer):
     with pytest.raises(ValueError, match=r"Received the id -1"):
         tokenizer.detokenize([[1], [-1]])
     with pytest.raises(ValueError, match="integers"):
-        tokenizer.detokenize(tf.constant([1.0]))
+        tokenizer.detokenize(tf.constant([1.5]))
 
 
 def test_vocabulary_accessors(tokenizer):

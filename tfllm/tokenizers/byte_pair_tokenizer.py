@@ -208,12 +208,17 @@ class BytePairTokenizer(keras.layers.Layer):
 
         Args:
             ids: int token ids: `[batch, None]` (ragged or dense tensor, NumPy array, nested
-                lists) or a single sequence `[None]`.
+                lists) or a single sequence `[None]`. Floats are read only when they are whole
+                numbers (`2.0`), and only eagerly: a traced function needs an integer dtype.
 
         Returns:
             A `[batch]` string tensor, or a scalar string for a single sequence; always valid
             UTF-8 (bytes that do not form valid UTF-8, e.g. an incomplete multi-byte character,
             become U+FFFD). Special tokens come back as their text.
+
+        Raises:
+            ValueError for an id outside the vocabulary, a float that is not a whole number, or
+            anything else that is not an integer.
         """
         self._check_vocabulary()
         ids, unbatched = ragged_ids(ids)

@@ -121,10 +121,15 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
 
         Args:
             ids: int token ids: `[batch, None]` (ragged or dense tensor, NumPy array, nested
-                lists) or a single sequence `[None]`.
+                lists) or a single sequence `[None]`. Floats are read only when they are whole
+                numbers (`2.0`), and only eagerly: a traced function needs an integer dtype.
 
         Returns:
             A `[batch]` string tensor, or a scalar string for a single sequence.
+
+        Raises:
+            ValueError for an id outside the vocabulary, a float that is not a whole number, or
+            anything else that is not an integer.
         """
         self._check_vocabulary()
         ids, unbatched = ragged_ids(ids)
