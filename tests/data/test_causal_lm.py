@@ -34,6 +34,14 @@ def test_token_stream_joins_documents_with_end_of_text(tokenizer, corpus):
     assert stream == expected_stream(corpus)
 
 
+def test_token_stream_drops_carriage_returns_and_passes_other_bytes_on(tokenizer, tmp_path):
+    # As documented: TextLineDataset drops every "\r", a last line gets its "\n", and bytes that
+    # are not UTF-8 reach the tokenizer unchanged (the byte tokenizer keeps them).
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"a\r\nb\rc\n\xffd")
+    assert [int(t) for t in token_stream(str(path), tokenizer, EOT)] == [*b"a\nbc\n\xffd\n", EOT]
+
+
 def test_windows_cover_the_corpus(tokenizer, corpus):
     length = 7
     dataset = causal_lm_dataset(corpus, tokenizer, sequence_length=length, batch_size=2, end_of_text_id=EOT,

@@ -38,8 +38,10 @@ class Corpus:
             misspelt path is an error rather than one line of training text.
         batch_size: texts per batch handed to the trainer.
 
-    Files are read line by line (lines keep their "\\n") as UTF-8, invalid bytes replaced, never
-    whole into memory.
+    Files are read line by line, never whole into memory, as written: lines keep their line
+    ends ("\\n", "\\r\\n" or "\\r"), a byte-order mark stays as the character U+FEFF, and each
+    sequence of bytes that is not UTF-8 becomes U+FFFD (Python's `errors="replace"`), as the
+    in-graph tokenizers read such bytes. `bytes` items are decoded the same way.
     """
 
     def __init__(self, texts_or_files, batch_size=1000):

@@ -315,7 +315,7 @@ class BytePairTokenizer(keras.layers.Layer):
 
         Args:
             texts_or_files: a text file path, a list of paths (read line by line, streamed, as
-                UTF-8 with invalid bytes replaced), or an iterable of strings. A list is taken as
+                UTF-8 with each invalid byte sequence read as U+FFFD), or an iterable of strings. A list is taken as
                 paths when every item looks like one (no spaces; a file extension or a "/").
             vocabulary_size: int, the largest vocabulary to learn, special tokens and the 256 byte
                 symbols included. A small corpus can give fewer tokens.

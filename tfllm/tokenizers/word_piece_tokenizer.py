@@ -220,13 +220,12 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         """Learns a WordPiece vocabulary with Hugging Face `tokenizers`' WordPiece trainer.
 
         The corpus is first split into words by keras-hub's in-graph pre-tokenizer (the one this
-        tokenizer runs), then the trainer (Rust) learns from those words: 2.5 s for SST-2's 60K
-        training sentences, where keras-hub's `compute_word_piece_vocabulary` takes 43 s (and
-        misses the asked size). Training is deterministic.
+        tokenizer runs), then the trainer (Rust) learns from those words. Training is
+        deterministic.
 
         Args:
             texts_or_files: a text file path, a list of paths (read line by line, streamed, as
-                UTF-8 with invalid bytes replaced), or an iterable of strings. A list is taken as
+                UTF-8 with each invalid byte sequence read as U+FFFD), or an iterable of strings. A list is taken as
                 paths when every item looks like one (no spaces; a file extension or a "/").
             vocabulary_size: int, the vocabulary size to learn, the five special tokens
                 included. A small corpus can give fewer tokens; the vocabulary always holds every
