@@ -1,5 +1,6 @@
 """The GPT export: text in and text out in a fresh process, equal to `generate`, on any input."""
 
+import math
 import os
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.export.conftest import GPT_MAX_NEW_TOKENS, run_fresh
-from tfllm.export import GPTServer, export_gpt, read_warmup_requests
+from tfllm.export import GPTServer, audit, export_gpt, predict, read_warmup_requests
 from tfllm.generation import generate
 
 PROMPTS = ["Mara:", "Once there was a lighthouse keeper named Mara who lived on", "O"]
@@ -190,3 +191,39 @@ def test_bad_export_options_raise(gpt_bundle, options, match):
     model, tokenizer, _ = gpt_bundle
     with pytest.raises(ValueError, match=match):
         GPTServer(model, tokenizer, **{"max_new_tokens": 8, **options})
+
+
+def test_generate_refuses_options_of_another_batch_size(gpt_bundle):
+    _, _, path = gpt_bundle
+    assert audit(path).ok  # The checks are core ops: no Xla* op, no PyFunc.
+    function = tf.saved_model.load(path).signatures["generate"]
+    options = {key: tf.constant(value) for key, value in _generate_options(3, 2).items()}
+    # A request whose option tensors have another batch size than its prompts is an
+    # InvalidArgument error (HTTP 400 from TF Serving), not options broadcast over the rows.
+    for name in options:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"`{name}` has 1 rows but `prompt` has 3"):
+            function(prompt=tf.constant(PROMPTS), **{**options, name: options[name][:1]})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`max_new_tokens` has 3 rows but `prompt` has 1"):
+        function(prompt=tf.constant(PROMPTS[:1]), **options)
+    # The REST column format sends such requests; the server answers them with that error.
+    body = {"signature_name": "generate", "inputs": {"prompt": PROMPTS, **_generate_options(1, 2)}}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="has 1 rows but `prompt` has 3"):
+        predict(tf.saved_model.load(path), body)
+
+
+def test_non_finite_temperature_is_greedy_and_non_finite_top_p_is_off(gpt_bundle):
+    _, _, path = gpt_bundle
+    function = tf.saved_model.load(path).signatures["generate"]
+
+    def complete(**overrides):
+        options = {**_generate_options(3, GPT_MAX_NEW_TOKENS, temperature=1.5, seed=7), **overrides}
+        options = {key: tf.constant(value) for key, value in options.items()}
+        return [text.decode() for text in function(prompt=tf.constant(PROMPTS), **options)["completion"].numpy()]
+
+    greedy, sampled = complete(temperature=[0.0] * 3), complete()
+    assert sampled != greedy  # the comparison below tells greedy rows from sampled ones
+    # NaN and ±Infinity temperatures decode greedily, whatever else the batch holds.
+    assert complete(temperature=[math.nan, math.inf, -math.inf]) == greedy
+    assert complete(temperature=[math.nan, 1.5, math.inf]) == [greedy[0], sampled[1], greedy[2]]
+    # A NaN or infinite top_p turns top-p off, as any top_p outside (0, 1] does.
+    assert complete(top_p=[math.nan, math.inf, -math.inf]) == complete(top_p=[1.0] * 3) == sampled

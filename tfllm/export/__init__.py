@@ -62,8 +62,12 @@ def export_gpt(
           `config` says (default: greedy) with `default_max_new_tokens` tokens.
         - `generate`: `{"prompt": string, "max_new_tokens": int32, "temperature": float32,
           "top_k": int32, "top_p": float32, "seed": int32}` -> `{"completion": string}`.
-          Per row: `temperature <= 0` is greedy; `top_k <= 0` and `top_p` outside (0, 1]
-          turn that filter off; the same seed gives the same completion.
+          Per row: a `temperature` that is not a finite number > 0 (zero, negative, NaN,
+          ±Infinity) is greedy; `top_k <= 0` and a `top_p` outside (0, 1] (NaN and
+          ±Infinity included) turn that filter off; the same seed gives the same completion.
+          Every input must have the prompt's batch size: a request whose inputs differ in
+          batch size fails with an InvalidArgument error (HTTP 400 from TF Serving), and
+          only that request.
         - `score`: `{"text": string}` -> `{"log_likelihood": float32, "num_tokens": int32}`,
           the log-probability of the text's tokens after the end-of-text token.
 
@@ -74,7 +78,9 @@ def export_gpt(
     their last `max_sequence_length` tokens); an empty prompt starts from the end-of-text
     token; any bytes are accepted (invalid UTF-8 becomes U+FFFD) and completions are always
     valid UTF-8; an empty batch gives an empty batch. A completion ends before the first
-    stop token (default: end-of-text).
+    stop token (default: end-of-text). Odd `generate` options (out of range, NaN, infinite)
+    get the meanings above rather than an error because under server-side batching an
+    error fails every request merged into the batch.
 
     Args:
         model: a `tfllm.models.GPT`, or a causal language model composed from tfllm's layers

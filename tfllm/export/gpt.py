@@ -157,10 +157,26 @@ class GPTServer(tf.Module):
         )
 
     def _generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        # Every option holds one value per prompt. A request in TF Serving's column format can
+        # send other lengths, which would broadcast over the rows: it fails instead, with an
+        # InvalidArgument error for that request. (With server-side batching the server itself
+        # refuses such a request before merging it into a batch.)
+        rows = tf.shape(prompt)[0]
+        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        checks = []
+        for name, value in options.items():
+            length = tf.shape(value)[0]
+            message = tf.strings.format(f"generate: `{name}` has {{}} rows but `prompt` has {{}}", (length, rows))
+            checks.append(tf.debugging.Assert(tf.equal(length, rows), [message]))
+        with tf.control_dependencies(checks):
+            prompt = tf.identity(prompt)
+            max_new_tokens, temperature, top_k, top_p, seed = (tf.identity(value) for value in options.values())
         # Out-of-range options get a defined meaning rather than an error (documented in
-        # `export_gpt`): temperature <= 0 is greedy (top-k 1), top_p outside (0, 1] and
+        # `export_gpt`), since under server-side batching an error would fail every request
+        # merged into the batch: a temperature that is not a finite number > 0 (NaN and
+        # infinities included) is greedy (top-k 1), top_p outside (0, 1] (NaN included) and
         # top_k <= 0 turn that filter off.
-        greedy = temperature <= 0
+        greedy = ~(tf.math.is_finite(temperature) & (temperature > 0))
         top_k = tf.where(greedy, 1, tf.where(top_k > 0, top_k, 0))
         temperature = tf.where(greedy, 1.0, temperature)
         top_p = tf.where((top_p > 0) & (top_p <= 1), top_p, 1.0)
