@@ -1,8 +1,8 @@
 """tfllm: build, train, generate with and serve GPT- and BERT-style language models in Keras 3.
 
 `import tfllm` registers every serializable tfllm object (layers, schedules, metrics), so
-`.keras` files reload with no `custom_objects`. The TensorFlow-only subpackages (`data`,
-`tokenizers`, `generation`, `export`, `convert`) load on first use.
+`.keras` files reload with no `custom_objects`. The other subpackages (`data`,
+`tokenizers`, `generation`, `export`, `convert`, `evaluation`, `inspect`) load on first use.
 """
 
 import importlib
@@ -11,7 +11,7 @@ from tfllm import layers, models, training
 
 __version__ = "0.1.0"
 
-_LAZY = ("data", "tokenizers", "generation", "export", "convert")
+_LAZY = ("data", "tokenizers", "generation", "export", "convert", "evaluation", "inspect")
 
 
 def __getattr__(name):

@@ -13,6 +13,7 @@ from keras import ops
 from tfllm.generation import selection
 from tfllm.generation.config import GenerationConfig
 from tfllm.layers import PositionalEmbedding, ReversibleEmbedding, TransformerBlock
+from tfllm.models import graph
 
 DECODE_SAMPLERS = ("greedy", "random", "beam")
 
@@ -60,7 +61,7 @@ class GPTDecoder:
     def __init__(self, model, xla=True):
         self.model = model
         self.xla = xla
-        operations = list(_operations(model))
+        operations = list(graph.operations(model))
         self.blocks = [operation for operation, _ in operations if isinstance(operation, TransformerBlock)]
         self._check(model, operations)
         self._reversed = []
@@ -77,7 +78,7 @@ class GPTDecoder:
             "Generation needs a causal language model built from tfllm's layers (e.g. "
             "`tfllm.models.GPT`; see `tfllm.generation.GPTDecoder`)"
         )
-        if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
+        if not graph.is_functional(model):
             raise ValueError(f"{needs}: a Functional Keras model. Received: {type(model).__name__}")
         inputs = model.input
         if isinstance(inputs, dict):
@@ -146,7 +147,7 @@ class GPTDecoder:
         updated = []
         kernels = dict(zip(map(id, self._reversed), kernels))
 
-        def call(operation, *args, **kwargs):
+        def hook(operation, *args, **kwargs):
             if isinstance(operation, TransformerBlock):
                 index = len(updated)
                 if operation is not self.blocks[index]:
@@ -164,10 +165,6 @@ class GPTDecoder:
                 return operation(*args, start_index=positions, **kwargs)
             if isinstance(operation, ReversibleEmbedding) and kwargs.get("reverse") and id(operation) in kernels:
                 return _reverse(operation, args[0], kernels[id(operation)])
-            if _is_functional(operation):
-                return operation._run_through_graph(
-                    operation._standardize_inputs(args[0]), operation_fn=lambda op: op, call_fn=call
-                )
             return operation(*args, **kwargs)
 
         inputs = {"token_ids": token_ids}
@@ -175,27 +172,8 @@ class GPTDecoder:
             inputs["padding_mask"] = ops.ones_like(token_ids)
         if not isinstance(self.model.input, dict):
             inputs = token_ids
-        logits = self.model._run_through_graph(
-            self.model._standardize_inputs(inputs), operation_fn=lambda op: op, call_fn=call
-        )
+        logits = graph.run(self.model, inputs, hook)
         return ops.cast(logits[:, -1], "float32"), updated
-
-
-def _is_functional(operation):
-    return isinstance(operation, keras.Model) and hasattr(operation, "_nodes_by_depth")
-
-
-def _operations(model):
-    """`(operation, call kwargs)` for every call in `model`'s graph, nested models entered,
-    in the order Keras runs them."""
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if not node.operation or node.is_input:
-                continue
-            if _is_functional(node.operation):
-                yield from _operations(node.operation)
-            else:
-                yield node.operation, node.arguments.kwargs
 
 
 def _output_kernel(embedding):
@@ -279,80 +257,100 @@ def decode(
     """
     if isinstance(config, str) or legacy_options:
         config = _legacy_config(config, legacy_options)
-    config = GenerationConfig() if config is None else config
-    if not isinstance(config, GenerationConfig):
-        raise ValueError(f"`config` must be a `GenerationConfig`. Received: config={config!r}")
-    decoder = GPTDecoder(model, xla=xla)
-    options = config.decode_options(decoder.vocabulary_size)
-    if num_candidates is not None:
-        options["num_candidates"] = num_candidates
-    row_defaults = config.row_options() if config.sampling else dict(temperature=1.0, top_k=0, top_p=1.0, seed=0)
-    row_values = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    row_values = {name: row_defaults[name] if value is None else value for name, value in row_values.items()}
-    sampler = options["sampler"]
-
-    token_ids = ops.cast(token_ids, "int32")
-    batch_size, prompt_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-    buffer_length = prompt_length + max_new_tokens
-    limit = decoder.max_sequence_length
-    if limit is not None and isinstance(buffer_length, int) and buffer_length > limit:
-        raise ValueError(
-            f"The prompts ({prompt_length} tokens) plus `max_new_tokens` exceed the model's "
-            f"max_sequence_length={limit}. Received: max_new_tokens={max_new_tokens}"
-        )
-    copies = options["num_beams"] if sampler == "beam" else options["num_return_sequences"]
-
-    def per_row(value, dtype, name):
-        shape = tuple(ops.shape(value)) if hasattr(value, "shape") else ()
-        if len(shape) > 1 or (
-            len(shape) == 1 and isinstance(shape[0], int) and isinstance(batch_size, int) and shape[0] != batch_size
-        ):
-            raise ValueError(
-                f"`{name}` must be a scalar or hold one value per prompt ({batch_size}). Received shape {shape}"
-            )
-        return ops.repeat(ops.broadcast_to(ops.cast(value, dtype), (batch_size,)), copies, axis=0)
-
-    lengths = per_row(lengths, "int32", "lengths")
-    token_ids = ops.repeat(token_ids, copies, axis=0)
-    rows = batch_size * copies
-    pad_token_id = options["pad_token_id"]
-    # Each prompt, then padding, in a buffer that holds the whole output.
-    positions = ops.arange(buffer_length, dtype="int32")[None, :]
-    buffer = ops.pad(token_ids, ((0, 0), (0, max_new_tokens)), constant_values=pad_token_id)
-    buffer = ops.where(positions < lengths[:, None], buffer, pad_token_id)
-
-    # Prefill: every prompt position in one pass; logits only where each prompt ends.
-    kernels = decoder.output_kernels()
-    caches = decoder.empty_caches(rows, buffer_length)
-    logits, caches = decoder(token_ids, caches, ops.zeros((rows,), "int32"), kernels, logits_at=lengths - 1)
-
-    choose = _TokenChoice(
-        lengths=lengths,
-        vocabulary_size=decoder.vocabulary_size,
-        temperature=per_row(row_values["temperature"], "float32", "temperature"),
-        top_k=per_row(row_values["top_k"], "int32", "top_k"),
-        top_p=per_row(row_values["top_p"], "float32", "top_p"),
-        keys=selection.random_keys(
-            per_row(row_values["seed"], "int32", "seed"), ops.arange(rows, dtype="int32") % copies
-        ),
-        **options,
+    run = _Decoding(
+        model, token_ids, lengths, max_new_tokens, config, temperature, top_k, top_p, seed, num_candidates, xla
     )
-    state = choose(choose.initial_state(buffer, caches), logits)
+    state = ops.while_loop(run.running, run.step, run.start(), maximum_iterations=max_new_tokens - 1)
+    return run.output(state)
 
-    def cond(state):
-        return ops.logical_and(state["step"] < max_new_tokens, ops.logical_not(ops.all(state["done"])))
 
-    def body(state):
+class _Decoding:
+    """One decode run: its options per row, the prefill (`start`), a step, and the output.
+
+    Nothing runs when it is made: `start()` runs the prefill and chooses the first token;
+    `step(state)` chooses the next. `decode` loops over `step` in one `while_loop`;
+    `stream` calls it from Python, one compiled step at a time.
+    """
+
+    def __init__(
+        self, model, token_ids, lengths, max_new_tokens, config, temperature, top_k, top_p, seed, num_candidates, xla
+    ):
+        config = GenerationConfig() if config is None else config
+        if not isinstance(config, GenerationConfig):
+            raise ValueError(f"`config` must be a `GenerationConfig`. Received: config={config!r}")
+        self.decoder = decoder = GPTDecoder(model, xla=xla)
+        options = config.decode_options(decoder.vocabulary_size)
+        if num_candidates is not None:
+            options["num_candidates"] = num_candidates
+        row_defaults = config.row_options() if config.sampling else dict(temperature=1.0, top_k=0, top_p=1.0, seed=0)
+        row_values = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        row_values = {name: row_defaults[name] if value is None else value for name, value in row_values.items()}
+        self.options, self.max_new_tokens = options, max_new_tokens
+
+        token_ids = ops.cast(token_ids, "int32")
+        batch_size, prompt_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        self.buffer_length = prompt_length + max_new_tokens
+        limit = decoder.max_sequence_length
+        if limit is not None and isinstance(self.buffer_length, int) and self.buffer_length > limit:
+            raise ValueError(
+                f"The prompts ({prompt_length} tokens) plus `max_new_tokens` exceed the model's "
+                f"max_sequence_length={limit}. Received: max_new_tokens={max_new_tokens}"
+            )
+        copies = options["num_beams"] if options["sampler"] == "beam" else options["num_return_sequences"]
+
+        def per_row(value, dtype, name):
+            shape = tuple(ops.shape(value)) if hasattr(value, "shape") else ()
+            if len(shape) > 1 or (
+                len(shape) == 1 and isinstance(shape[0], int) and isinstance(batch_size, int) and shape[0] != batch_size
+            ):
+                raise ValueError(
+                    f"`{name}` must be a scalar or hold one value per prompt ({batch_size}). Received shape {shape}"
+                )
+            return ops.repeat(ops.broadcast_to(ops.cast(value, dtype), (batch_size,)), copies, axis=0)
+
+        self.lengths = per_row(lengths, "int32", "lengths")
+        self.token_ids = ops.repeat(token_ids, copies, axis=0)
+        self.rows = batch_size * copies
+        self.kernels = decoder.output_kernels()
+        self.choose = _TokenChoice(
+            lengths=self.lengths,
+            vocabulary_size=decoder.vocabulary_size,
+            temperature=per_row(row_values["temperature"], "float32", "temperature"),
+            top_k=per_row(row_values["top_k"], "int32", "top_k"),
+            top_p=per_row(row_values["top_p"], "float32", "top_p"),
+            keys=selection.random_keys(
+                per_row(row_values["seed"], "int32", "seed"), ops.arange(self.rows, dtype="int32") % copies
+            ),
+            **options,
+        )
+
+    def start(self):
+        """The prefill over the prompts, and the first token chosen: the loop's first state."""
+        pad_token_id = self.options["pad_token_id"]
+        # Each prompt, then padding, in a buffer that holds the whole output.
+        positions = ops.arange(self.buffer_length, dtype="int32")[None, :]
+        buffer = ops.pad(self.token_ids, ((0, 0), (0, self.max_new_tokens)), constant_values=pad_token_id)
+        buffer = ops.where(positions < self.lengths[:, None], buffer, pad_token_id)
+        # Every prompt position in one pass; logits only where each prompt ends.
+        caches = self.decoder.empty_caches(self.rows, self.buffer_length)
+        logits, caches = self.decoder(
+            self.token_ids, caches, ops.zeros((self.rows,), "int32"), self.kernels, logits_at=self.lengths - 1
+        )
+        return self.choose(self.choose.initial_state(buffer, caches), logits)
+
+    def running(self, state):
+        return ops.logical_and(state["step"] < self.max_new_tokens, ops.logical_not(ops.all(state["done"])))
+
+    def step(self, state):
         # The token chosen last step sits at position `lengths + step - 1`.
-        index = lengths + state["step"] - 1
-        logits, caches = decoder(state["token"][:, None], state["caches"], index, kernels)
-        return choose({**state, "caches": caches}, logits)
+        index = self.lengths + state["step"] - 1
+        logits, caches = self.decoder(state["token"][:, None], state["caches"], index, self.kernels)
+        return self.choose({**state, "caches": caches}, logits)
 
-    state = ops.while_loop(cond, body, state, maximum_iterations=max_new_tokens - 1)
-    output = state["ids"]
-    if sampler == "beam":
-        output = choose.best_beams(state, options["num_return_sequences"])
-    return output
+    def output(self, state):
+        if self.options["sampler"] == "beam":
+            return self.choose.best_beams(state, self.options["num_return_sequences"])
+        return state["ids"]
 
 
 def _legacy_config(sampler, options):

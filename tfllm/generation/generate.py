@@ -182,6 +182,92 @@ def generate_text(
     return texts[0] if single and copies == 1 else texts
 
 
+def stream(model, prompt, max_new_tokens, sampler="greedy", *, config=None, jit_compile=True, **options):
+    """Yields the token ids that continue one prompt, each as soon as it is chosen.
+
+    The same prefill and step as `generate` (the same tokens for the same options and seed),
+    run as two compiled functions called from Python, so each token is available at once.
+    Stops after `max_new_tokens` tokens or after a stop token (which is yielded).
+
+    Args:
+        model, max_new_tokens, sampler, config, jit_compile, **options: as in `generate`;
+            beam search and several sequences per prompt do not stream.
+        prompt: one prompt, a list of token ids.
+
+    Example:
+
+    >>> for token in stream(model, [1, 2, 3], max_new_tokens=8):
+    ...     print(token)
+    """
+    config = generation_config(config, sampler, options)
+    if config.sampler == "beam" or config.num_return_sequences != 1:
+        raise ValueError("Streaming gives one sequence, greedy or sampled: beam search and num_return_sequences > 1 do not stream.")
+    decoder = decoding.GPTDecoder(model)
+    static = config.decode_options(decoder.vocabulary_size)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
+    prompts, lengths = _dense_prompts([list(prompt)], None, static["pad_token_id"], decoder.vocabulary_size)
+    if decoder.max_sequence_length is not None and prompts.shape[1] + max_new_tokens > decoder.max_sequence_length:
+        raise ValueError(
+            f"The prompt ({prompts.shape[1]} tokens) plus `max_new_tokens` ({max_new_tokens}) exceeds the model's "
+            f"max_sequence_length={decoder.max_sequence_length}."
+        )
+    row = config.row_options()
+    tensors = (
+        prompts,
+        lengths,
+        np.full((1,), row["temperature"], "float32"),
+        np.full((1,), row["top_k"], "int32"),
+        np.full((1,), row["top_p"], "float32"),
+        _prompt_seeds(row["seed"], 1),
+    )
+
+    def run(token_ids, lengths, temperature, top_k, top_p, seed):
+        return decoding._Decoding(
+            model, token_ids, lengths, max_new_tokens, config, temperature, top_k, top_p, seed, None,
+            xla=bool(jit_compile) or keras.config.backend() == "jax",
+        )
+
+    if keras.config.backend() == "tensorflow":
+        start = tf.function(lambda *inputs: run(*inputs).start(), jit_compile=bool(jit_compile))
+        step = tf.function(lambda state, *inputs: run(*inputs).step(state), jit_compile=bool(jit_compile))
+    else:
+        start, step = (lambda *inputs: run(*inputs).start()), (lambda state, *inputs: run(*inputs).step(state))
+    stop = set(static["stop_token_ids"])
+    state = start(*tensors)
+    for produced in range(max_new_tokens):
+        token = int(ops.convert_to_numpy(state["token"])[0])
+        yield token
+        if token in stop or produced == max_new_tokens - 1:
+            return
+        state = step(state, *tensors)
+
+
+def stream_text(model, tokenizer, prompt, max_new_tokens, sampler="greedy", **options):
+    """Yields the text that continues `prompt` piece by piece, as `stream` chooses tokens.
+
+    The pieces joined are the continuation `generate_text(..., include_prompt=False)` gives;
+    stop tokens are not part of the text. A character split over several byte-level tokens is
+    held back until it is whole.
+    """
+    ids = tokenizer([prompt])
+    ids = ids.to_list()[0] if hasattr(ids, "to_list") else list(np.asarray(ids)[0])
+    config = generation_config(options.pop("config", None), sampler, options)
+    stop = set(config.stop_token_ids or ())
+    new, shown = [], ""
+    for token in stream(model, ids, max_new_tokens, config=config):
+        if token in stop:
+            break
+        new.append(token)
+        text = _to_str(np.asarray(tokenizer.detokenize(tf.constant(new, tf.int32))).item())
+        ready = text[:-1] if text.endswith("\ufffd") else text
+        if ready.startswith(shown) and len(ready) > len(shown):
+            yield ready[len(shown) :]
+            shown = ready
+    text = _to_str(np.asarray(tokenizer.detokenize(tf.constant(new, tf.int32))).item()) if new else ""
+    if len(text) > len(shown) and text.startswith(shown):
+        yield text[len(shown) :]
+
+
 def _compiled_decode(model, jit_compile, max_new_tokens, config, static):
     """The compiled `decode` for this model and these static options, made once.
 
@@ -291,4 +377,4 @@ def _to_str(text):
     return str(text)
 
 
-__all__ = ["SAMPLERS", "GenerationConfig", "generate", "generate_text"]
+__all__ = ["SAMPLERS", "GenerationConfig", "generate", "generate_text", "stream", "stream_text"]

@@ -63,8 +63,12 @@ def ban_repeated_ngrams(logits, token_ids, length, ngram_size):
     """
     rows, buffer_length = ops.shape(token_ids)
     num_windows = buffer_length - ngram_size + 1
-    if num_windows <= 0:
-        return logits
+    if isinstance(num_windows, int):
+        if num_windows <= 0:
+            return logits
+    else:
+        # A length known only at run time: no window at all makes every slice below empty.
+        num_windows = ops.maximum(num_windows, 0)
     length = ops.reshape(length, (-1, 1))
     windows = ops.arange(num_windows, dtype="int32")[None, :]
     # A window may ban a token only if the whole n-gram it starts is already written.

@@ -98,12 +98,16 @@ class TransformerBlock(keras.layers.Layer):
             the queries, the attention output and the feed-forward network skip
             the other positions (three quarters of the block's matmuls). Not
             with a `cache`. A value above the sequence length gives every position.
+        return_attention_scores: bool. Also return the attention probabilities, float32
+            `(batch, num_heads, query_seq, key_seq)` (before dropout), computed as one square of
+            scores by the block itself (not by the fused op or in query blocks). Off, the call
+            computes nothing for them. Not with a `cache`.
         training: bool, whether dropout is active.
 
     Returns:
         The block's output, same shape as `inputs` (with `output_length`, the
         first `output_length` positions); with a `cache`, the tuple
-        `(output, updated_cache)`.
+        `(output, updated_cache)`; with `return_attention_scores`, `(output, probabilities)`.
 
     Example:
 
@@ -204,9 +208,12 @@ class TransformerBlock(keras.layers.Layer):
         cache_index=None,
         output_length=None,
         xla=True,
+        return_attention_scores=False,
         training=None,
     ):
         x = inputs
+        if return_attention_scores and cache is not None:
+            raise ValueError("`return_attention_scores` cannot be combined with a `cache`.")
         if output_length is not None:
             output_length = check_positive_int("output_length", output_length)
             if cache is not None:
@@ -215,7 +222,9 @@ class TransformerBlock(keras.layers.Layer):
         if self.normalize_first:
             x = self.attention_layer_norm(x)
         if cache is None:
-            x = self._self_attention(x, padding_mask, attention_mask, output_length, training)
+            x = self._self_attention(x, padding_mask, attention_mask, output_length, training, return_attention_scores)
+            if return_attention_scores:
+                x, attention_scores = x
         else:
             if cache_index is None:
                 raise ValueError("`cache_index` is required when `cache` is given.")
@@ -234,6 +243,8 @@ class TransformerBlock(keras.layers.Layer):
         if not self.normalize_first:
             x = self.feedforward_layer_norm(x)
 
+        if return_attention_scores:
+            return x, attention_scores
         if cache is None:
             return x
         return x, cache
@@ -250,7 +261,7 @@ class TransformerBlock(keras.layers.Layer):
         values = ops.zeros((batch_size, self.num_heads, max_length, self.head_dim), dtype=self.compute_dtype)
         return keys, values
 
-    def _self_attention(self, x, padding_mask, attention_mask, output_length, training):
+    def _self_attention(self, x, padding_mask, attention_mask, output_length, training, return_probabilities=False):
         batch_size, sequence_length = ops.shape(x)[0], ops.shape(x)[1]
         # A split rather than slices of a (batch, seq, 3, heads, head_dim) view: the
         # gradient of a split is one concatenation, while each strided slice's gradient
@@ -262,7 +273,8 @@ class TransformerBlock(keras.layers.Layer):
             query = query[:, :output_length]
         query_length = ops.shape(query)[1]
 
-        fused = self.fused_attention and not (training and self.attention_probs_dropout.rate > 0)
+        fused = self.fused_attention and not return_probabilities
+        fused = fused and not (training and self.attention_probs_dropout.rate > 0)
         # The fused op's own causal mask (top-left aligned) covers a square of a whole sequence.
         fused_causal = fused and self.causal and output_length is None
         mask = None
@@ -274,7 +286,11 @@ class TransformerBlock(keras.layers.Layer):
         if fused:
             attended = self._fused_attend(query, key, value, mask, fused_causal)
         else:
-            attended = self._blocked_attend(query, key, value, mask, training)
+            attended = self._blocked_attend(query, key, value, mask, training, return_probabilities)
+        if return_probabilities:
+            attended, probabilities = attended
+            # (batch, seq, hidden) and (batch, heads, query_seq, key_seq)
+            return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), probabilities
         # (batch, seq, hidden)
         return ops.reshape(attended, (batch_size, query_length, self.hidden_dim))
 
@@ -358,12 +374,12 @@ class TransformerBlock(keras.layers.Layer):
             query, key, value, mask=mask, scale=1.0 / self.head_dim**0.5, is_causal=causal
         )
 
-    def _blocked_attend(self, query, key, value, mask, training):
+    def _blocked_attend(self, query, key, value, mask, training, return_probabilities=False):
         """The block's own attention: one square of scores, or causal blocks of queries."""
         query = query * ops.cast(1.0 / self.head_dim**0.5, query.dtype)
-        blocks = self._query_blocks(query.shape[1], key.shape[1])
+        blocks = None if return_probabilities else self._query_blocks(query.shape[1], key.shape[1])
         if blocks is None:
-            return self._attend(query, key, value, mask, training)
+            return self._attend(query, key, value, mask, training, return_probabilities)
         # Queries [begin, end) of a causal block see keys [0, end) only.
         return ops.concatenate(
             [
@@ -385,15 +401,16 @@ class TransformerBlock(keras.layers.Layer):
             return None
         return [(begin, min(begin + block_size, query_length)) for begin in range(0, query_length, block_size)]
 
-    def _attend(self, query, key, value, mask, training):
+    def _attend(self, query, key, value, mask, training, return_probabilities=False):
         """Scaled dot-product attention of `(batch, seq, heads, head_dim)` queries, keys and values."""
         # (batch, heads, query_seq, key_seq), softmax taken in float32.
         scores = ops.cast(ops.einsum("bqhd,bkhd->bhqk", query, key), "float32")
         if mask is not None:
             scores = ops.where(mask[:, None, :, :], scores, _MASK_VALUE)
-        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
-        probs = self.attention_probs_dropout(probs, training=training)
-        return ops.einsum("bhqk,bkhd->bqhd", probs, value)
+        probabilities = ops.softmax(scores, axis=-1)
+        probs = self.attention_probs_dropout(ops.cast(probabilities, self.compute_dtype), training=training)
+        attended = ops.einsum("bhqk,bkhd->bqhd", probs, value)
+        return (attended, probabilities) if return_probabilities else attended
 
     def get_config(self):
         config = super().get_config()
