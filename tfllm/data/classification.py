@@ -348,6 +348,9 @@ def classification_dataset(
         label_vocabulary: the class names, index = class id. None builds it from
             this file (the training file); give the training file's vocabulary
             when reading validation data.
+        text_column, pair_column, label_column, has_header: the columns, and whether
+            a TSV/CSV file starts with a header (None detects it), as in
+            `read_classification_file`.
         shuffle_buffer: 0 or None keeps the file order (for evaluation).
 
     Returns:
@@ -355,7 +358,9 @@ def classification_dataset(
 
     Raises:
         ValueError naming the file and line of a label missing from
-        `label_vocabulary`, plus everything `read_classification_file` raises.
+        `label_vocabulary`, or, building the vocabulary, of a label that spoils
+        integer labels (see `build_label_vocabulary`); plus everything
+        `read_classification_file` raises.
     """
     texts, pairs, labels, line_numbers = read_classification_file(
         path, text_column, pair_column, label_column, has_header
