@@ -60,14 +60,15 @@ def read_classification_file(path, text_column="sentence", pair_column=None, lab
        an example;
     3. else it is a header when that cell is `label_column` or "label", when every other label
        is an integer and it is not, or when the other labels are a small repeated set (each
-       seen twice on average) it is not in; such a header must have as many cells as the
-       positional layout, and a cell that names a configured column must stand at that
-       column's position, and its columns are read by position;
+       seen twice on average) it is not in. Its columns are read by position: it must name at
+       least one of `text, [pair,] label` in its place and none elsewhere, or a ValueError asks
+       to name the columns or to pass `has_header`;
     4. else (a first label seen nowhere else, in a file that does not settle it) the reader
        cannot tell, and raises a ValueError asking for `has_header=True` or `has_header=False`.
 
     `has_header=True` reads the first row as a header (by name when it names the columns, else
-    by position); `has_header=False` reads every row as an example.
+    by position when it has one cell per column and names none out of place);
+    `has_header=False` reads every row as an example.
 
     Returns:
         `ClassificationExamples(texts, pairs, labels, line_numbers)`, with `.header`.
