@@ -207,6 +207,8 @@ def main(argv=None):
         "val_f1": results["f1"],
         "val_loss": results["loss"],
         "num_classes": len(labels),
+        "sequence_length": args.sequence_length,
+        "text_pair": args.pair_column is not None,
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
         "initialised_from": args.init_from or "scratch",

@@ -103,3 +103,63 @@ def run(main):
 
         tf.get_logger().setLevel("ERROR")
     return main()
+
+
+class Run:
+    """What a training script left in its `--output-dir`, loaded: `model`, `tokenizer`,
+    `labels` (a classifier's class names, else None) and `metrics` (its metrics.json, or {})."""
+
+    def __init__(self, directory, model, tokenizer, labels, metrics):
+        self.directory, self.model, self.tokenizer, self.labels, self.metrics = directory, model, tokenizer, labels, metrics
+
+
+# The model files the scripts write, the first found is loaded: train_gpt.py and
+# finetune_classifier.py write model.keras; pretrain_bert.py pretrainer.keras and backbone.keras.
+MODEL_FILES = ("model.keras", "pretrainer.keras", "backbone.keras")
+
+
+def load_run(directory, model_file=None):
+    """Loads a training script's output directory (or a Hugging Face model directory).
+
+    Args:
+        directory: the `--output-dir` of a training script: a model file (`model.keras`,
+            else `pretrainer.keras`, else `backbone.keras`) and `tokenizer/`, with
+            `labels.json` for a classifier. A directory with `config.json` is read by
+            `tfllm.convert.from_huggingface` instead.
+        model_file: another model file name in it.
+
+    Returns:
+        `Run`.
+    """
+    import json
+
+    import tfllm
+
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{directory!r} is not a directory.")
+    if model_file is None and os.path.isfile(os.path.join(directory, "config.json")):
+        model, tokenizer = tfllm.convert.from_huggingface(directory)
+        return Run(directory, model, tokenizer, None, {})
+    names = [model_file] if model_file else MODEL_FILES
+    path = next((os.path.join(directory, name) for name in names if os.path.isfile(os.path.join(directory, name))), None)
+    if path is None:
+        raise FileNotFoundError(
+            f"{directory!r} holds no model: expected {' or '.join(names)} (a training script's --output-dir) "
+            "or config.json (a Hugging Face directory)."
+        )
+    model = keras.saving.load_model(path)
+    tokenizer_dir = os.path.join(directory, "tokenizer")
+    if os.path.isfile(os.path.join(tokenizer_dir, "vocab.json")):
+        tokenizer = tfllm.tokenizers.BytePairTokenizer.load(tokenizer_dir)
+    elif os.path.isfile(os.path.join(tokenizer_dir, "vocab.txt")):
+        tokenizer = tfllm.tokenizers.WordPieceTokenizer.load(tokenizer_dir)
+    else:
+        raise FileNotFoundError(f"{directory!r} holds no tokenizer/ (vocab.json + merges.txt, or vocab.txt).")
+    labels = metrics = None
+    if os.path.isfile(os.path.join(directory, "labels.json")):
+        with open(os.path.join(directory, "labels.json"), encoding="utf-8") as file:
+            labels = json.load(file)
+    if os.path.isfile(os.path.join(directory, "metrics.json")):
+        with open(os.path.join(directory, "metrics.json"), encoding="utf-8") as file:
+            metrics = json.load(file)
+    return Run(directory, model, tokenizer, labels, metrics or {})
