@@ -150,6 +150,7 @@ def main(argv=None):
             args.vocabulary_size,
             lowercase=not args.cased,
             strip_accents=not args.cased,
+            show_progress=True,
         )
         backbone = tfllm.models.BERT(
             vocabulary_size=tokenizer.vocabulary_size(),

@@ -92,7 +92,8 @@ def main(argv=None):
         tokenizer = WordPieceTokenizer.load(tokenizer_dir)
     else:
         tokenizer = WordPieceTokenizer.train(
-            [train_path], args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased
+            [train_path], args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased,
+            show_progress=True,
         )
         tokenizer.save(tokenizer_dir)
 

@@ -89,7 +89,9 @@ def main(argv=None):
     if os.path.exists(os.path.join(tokenizer_dir, "vocab.json")):
         tokenizer = BytePairTokenizer.load(tokenizer_dir)  # a resumed run keeps its vocabulary
     else:
-        tokenizer = BytePairTokenizer.train([train_path], args.vocabulary_size, special_tokens=[END_OF_TEXT])
+        tokenizer = BytePairTokenizer.train(
+            [train_path], args.vocabulary_size, special_tokens=[END_OF_TEXT], show_progress=True
+        )
         tokenizer.save(tokenizer_dir)
     end_of_text_id = tokenizer.token_to_id(END_OF_TEXT)
 

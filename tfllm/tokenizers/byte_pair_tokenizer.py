@@ -306,7 +306,7 @@ class BytePairTokenizer(keras.layers.Layer):
     # ----------------------------------------------------------------- training
 
     @classmethod
-    def train(cls, texts_or_files, vocabulary_size, special_tokens=(END_OF_TEXT,), min_frequency=2):
+    def train(cls, texts_or_files, vocabulary_size, special_tokens=(END_OF_TEXT,), min_frequency=2, show_progress=False):
         """Learns a vocabulary and merges from a corpus with Hugging Face `tokenizers`' BPE trainer.
 
         The trainer pre-tokenizes with GPT-2's regex (`ByteLevel(add_prefix_space=False)`) and
@@ -321,6 +321,8 @@ class BytePairTokenizer(keras.layers.Layer):
                 symbols included. A small corpus can give fewer tokens.
             special_tokens: tokens given the first ids (`"<|endoftext|>"` is id 0 by default).
             min_frequency: int, the fewest occurrences a pair needs to be merged.
+            show_progress: bool, whether the trainer draws a progress bar on stderr (the training
+                scripts turn it on).
 
         Returns:
             A `BytePairTokenizer`.
@@ -346,7 +348,7 @@ class BytePairTokenizer(keras.layers.Layer):
             min_frequency=min_frequency,
             special_tokens=special_tokens,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
+            show_progress=bool(show_progress),
         )
         hf_tokenizer.train_from_iterator(corpus, trainer)
         corpus.check_not_empty()

@@ -216,7 +216,7 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
     # ----------------------------------------------------------------- training
 
     @classmethod
-    def train(cls, texts_or_files, vocabulary_size, lowercase=True, strip_accents=True, min_frequency=2):
+    def train(cls, texts_or_files, vocabulary_size, lowercase=True, strip_accents=True, min_frequency=2, show_progress=False):
         """Learns a WordPiece vocabulary with Hugging Face `tokenizers`' WordPiece trainer.
 
         The corpus is first split into words by keras-hub's in-graph pre-tokenizer (the one this
@@ -233,6 +233,8 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
             lowercase: bool, as in the constructor.
             strip_accents: bool, as in the constructor.
             min_frequency: int, the fewest occurrences a pair needs to be merged.
+            show_progress: bool, whether the trainer draws a progress bar on stderr (the training
+                scripts turn it on).
 
         Returns:
             A `WordPieceTokenizer`; its vocabulary starts `[PAD] [UNK] [CLS] [SEP] [MASK]`.
@@ -283,7 +285,7 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
                 min_frequency=min_frequency,
                 special_tokens=[*SPECIAL_TOKENS, *continuations],
                 continuing_subword_prefix="##",
-                show_progress=False,
+                show_progress=bool(show_progress),
             )
             hf_tokenizer.train([words_path], trainer)
         vocabulary = hf_tokenizer.get_vocab()
