@@ -193,10 +193,14 @@ def test_bad_export_options_raise(gpt_bundle, options, match):
         GPTServer(model, tokenizer, **{"max_new_tokens": 8, **options})
 
 
-def test_generate_refuses_options_of_another_batch_size(gpt_bundle):
-    _, _, path = gpt_bundle
-    assert audit(path).ok  # The checks are core ops: no Xla* op, no PyFunc.
-    function = tf.saved_model.load(path).signatures["generate"]
+@pytest.fixture(scope="module")
+def loaded_gpt(gpt_bundle):
+    return tf.saved_model.load(gpt_bundle[2])
+
+
+def test_generate_refuses_options_of_another_batch_size(gpt_bundle, loaded_gpt):
+    assert audit(gpt_bundle[2]).ok  # The checks are core ops: no Xla* op, no PyFunc.
+    function = loaded_gpt.signatures["generate"]
     options = {key: tf.constant(value) for key, value in _generate_options(3, 2).items()}
     # A request whose option tensors have another batch size than its prompts is an
     # InvalidArgument error (HTTP 400 from TF Serving), not options broadcast over the rows.
@@ -208,12 +212,11 @@ def test_generate_refuses_options_of_another_batch_size(gpt_bundle):
     # The REST column format sends such requests; the server answers them with that error.
     body = {"signature_name": "generate", "inputs": {"prompt": PROMPTS, **_generate_options(1, 2)}}
     with pytest.raises(tf.errors.InvalidArgumentError, match="has 1 rows but `prompt` has 3"):
-        predict(tf.saved_model.load(path), body)
+        predict(loaded_gpt, body)
 
 
-def test_non_finite_temperature_is_greedy_and_non_finite_top_p_is_off(gpt_bundle):
-    _, _, path = gpt_bundle
-    function = tf.saved_model.load(path).signatures["generate"]
+def test_non_finite_temperature_is_greedy_and_non_finite_top_p_is_off(loaded_gpt):
+    function = loaded_gpt.signatures["generate"]
 
     def complete(**overrides):
         options = {**_generate_options(3, GPT_MAX_NEW_TOKENS, temperature=1.5, seed=7), **overrides}
