@@ -169,8 +169,9 @@ def test_killed_run_resumes_from_the_last_backup(tmp_path):
 
 
 def test_a_backup_torn_by_a_kill_is_survived(tmp_path):
-    """Killed while writing: a torn latest backup falls back to the previous one, a torn only
-    backup restarts training; neither crashes the rerun."""
+    """Killed while writing: a torn latest backup falls back to the previous one, saying so;
+    a torn only backup is moved aside, kept, and training restarts; neither crashes the rerun.
+    (Kills at every write step: tests/reliability/test_backup_faults.py.)"""
     script = tmp_path / "train.py"
     script.write_text(RESUMABLE_SCRIPT)
     output_dir = str(tmp_path / "run")
@@ -184,6 +185,9 @@ def test_a_backup_torn_by_a_kill_is_survived(tmp_path):
     resumed = subprocess.run([sys.executable, str(script), output_dir, "0"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "finished 24" in resumed.stdout
+    assert "resuming from the previous backup" in resumed.stderr and "latest.weights.h5 has 4 bytes" in resumed.stderr
+    steps = [int(line) for line in open(os.path.join(output_dir, "batches.log"))]
+    assert steps[20:] == list(range(8, 24))  # from the previous backup (epoch 1), not the start
 
     fresh = str(tmp_path / "fresh")
     os.makedirs(os.path.join(fresh, "backup"))
@@ -191,4 +195,7 @@ def test_a_backup_torn_by_a_kill_is_survived(tmp_path):
         file.write(b"torn")
     restarted = subprocess.run([sys.executable, str(script), fresh, "0"], capture_output=True, text=True)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
-    assert "finished 24" in restarted.stdout and "unreadable" in restarted.stderr
+    assert "finished 24" in restarted.stdout and "No readable backup" in restarted.stderr
+    (aside,) = [name for name in os.listdir(fresh) if name.startswith("backup.unreadable-")]
+    assert aside in restarted.stderr
+    assert open(os.path.join(fresh, aside, "latest.weights.h5"), "rb").read() == b"torn"  # kept, not deleted
