@@ -36,6 +36,13 @@ def parse_args(argv=None):
         export_help="also export fill-the-[MASK] for TF Serving to this base path (e.g. saved_models/fill_mask)",
     )
     parser.add_argument("--text-column", default="sentence")
+    parser.add_argument(
+        "--has-header", dest="has_header", action="store_const", const=True, default=None,
+        help="a TSV/CSV corpus starts with a header row (default: detected)",
+    )
+    parser.add_argument(
+        "--no-header", dest="has_header", action="store_const", const=False, help="every TSV/CSV row is a sentence"
+    )
     parser.add_argument("--validation-fraction", type=float, default=0.05)
     parser.add_argument("--vocabulary-size", type=int, default=8192)
     parser.add_argument("--cased", action="store_true", help="keep case and accents")
@@ -54,22 +61,23 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def sentence_lines(path, text_column):
+def sentence_lines(path, text_column, has_header=None):
     """The corpus as lines: a sentences file as is, or the text column of a TSV/CSV/JSONL file."""
     if os.path.splitext(path)[1].lower() in (".tsv", ".csv", ".jsonl", ".json"):
-        return [text.strip() + "\n" for text in read_classification_file(path, text_column=text_column).texts]
+        examples = read_classification_file(path, text_column=text_column, has_header=has_header)
+        return [text.strip() + "\n" for text in examples.texts]
     with open(path, encoding="utf-8", errors="replace") as file:
         return file.readlines()
 
 
-def sentence_file(path, text_column, output_dir, name):
+def sentence_file(path, text_column, output_dir, name, has_header=None):
     """`path` as a sentences file: itself, or its text column written to `output_dir/data/`."""
     if os.path.splitext(path)[1].lower() not in (".tsv", ".csv", ".jsonl", ".json"):
         return path
     target = os.path.join(output_dir, "data", f"{name}.txt")
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with open(target, "w", encoding="utf-8") as file:
-        file.writelines(sentence_lines(path, text_column))
+        file.writelines(sentence_lines(path, text_column, has_header))
     return target
 
 
@@ -80,12 +88,14 @@ def main(argv=None):
     # ## Sentences and the WordPiece vocabulary
     corpus = sst2("train", args.data)
     if args.validation_data:
-        train_path = sentence_file(corpus, args.text_column, args.output_dir, "train")
-        validation_path = sentence_file(args.validation_data, args.text_column, args.output_dir, "validation")
+        train_path = sentence_file(corpus, args.text_column, args.output_dir, "train", args.has_header)
+        validation_path = sentence_file(
+            args.validation_data, args.text_column, args.output_dir, "validation", args.has_header
+        )
     else:
         train_path, validation_path = hold_out_lines(
             os.path.splitext(corpus)[0] + ".txt", args.output_dir, args.validation_fraction,
-            lines=sentence_lines(corpus, args.text_column),
+            lines=sentence_lines(corpus, args.text_column, args.has_header),
         )
     tokenizer_dir = os.path.join(args.output_dir, "tokenizer")
     if os.path.exists(os.path.join(tokenizer_dir, "vocab.txt")):

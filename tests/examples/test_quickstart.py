@@ -11,7 +11,8 @@ def test_quickstart_trains_generates_exports_and_serves(tmp_path):
         ["--output-dir", str(tmp_path / "run"), "--export-dir", str(export_dir), "--gpt-steps", "30",
          "--classifier-epochs", "2"]
     )
-    assert sorted(os.listdir(export_dir)) == ["gpt", "models.config", "sentiment"]
+    # The two base paths and the config (with the lock file concurrent exports take on it).
+    assert sorted(os.listdir(export_dir)) == ["gpt", "models.config", "models.config.lock", "sentiment"]
     assert metrics["exports"] == [str(export_dir / "gpt" / "1"), str(export_dir / "sentiment" / "1")]
     assert metrics["served_without_tfllm"]
     completions, generated, classified = metrics["served"]
