@@ -59,6 +59,8 @@ def test_pretrain_bert_runs_its_program(capsys, corpus, tmp_path):
                          "--steps-per-epoch", "1", "--vocabulary-size", "300", *TINY)
     assert status == 0 and os.path.exists(tmp_path / "backbone.keras")
     assert "val_mlm_accuracy" in out
+    status, out, _ = run(capsys, "export", "masked-lm", tmp_path, tmp_path / "saved_models" / "fill_mask")
+    assert status == 0 and os.path.isfile(os.path.join(last_json(out)["export_path"], "saved_model.pb"))
 
 
 def test_generate_and_stream(capsys, gpt_run):

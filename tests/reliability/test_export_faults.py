@@ -71,7 +71,7 @@ _EXPORT_WORKER = textwrap.dedent(
         setattr(owner, attribute, step)
 
     # A chosen step of the second export dies; "delay" workers are killed by the test.
-    if mode == "save":  # at a random moment of writing the SavedModel (or soon after)
+    if mode == "save":  # at a random moment of writing the SavedModel or finishing the version
         def start_timer(*args):
             threading.Timer(random.uniform(0, 0.1), die).start()
             return False
@@ -97,6 +97,8 @@ _EXPORT_WORKER = textwrap.dedent(
             warmup_requests=[("serving_default", {"word": np.array([b"beta", b"zeta"], dtype=object)})],
         )
         print("version", os.path.basename(path), flush=True)
+        if mode == "save" and exports == 2:
+            time.sleep(30)  # The timer started in `tf.saved_model.save` kills it before the update.
         entry = f"{name}-{os.path.basename(path)}"
         _shared_files.update_models_config(config, entry, f"/models/{entry}")
         print("entry", entry, flush=True)
