@@ -11,6 +11,7 @@ from tfllm.data.classification import (
     classification_dataset,
     read_classification_file,
 )
+from tfllm.data.conll import QAExample, TaggedSentences, read_conll, read_squad
 from tfllm.data.masking import MaskedLMMasker
 from tfllm.data.splits import hold_out_lines
 
@@ -18,6 +19,8 @@ __all__ = [
     "BERTInputPacker",
     "ClassificationExamples",
     "MaskedLMMasker",
+    "QAExample",
+    "TaggedSentences",
     "bert_pretraining_dataset",
     "bucket_by_length",
     "build_label_vocabulary",
@@ -25,6 +28,8 @@ __all__ = [
     "classification_dataset",
     "hold_out_lines",
     "read_classification_file",
+    "read_conll",
+    "read_squad",
     "samples",
     "sentence_pairs",
     "token_stream",
