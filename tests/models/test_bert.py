@@ -210,8 +210,44 @@ def test_pretrainer_keeps_its_tie_through_save(tmp_path):
 
 
 def test_task_models_need_a_bert_backbone():
-    from tfllm.models import GPT, BERTPretrainer
+    from tfllm.models import GPT, BERTPretrainer, BERTQuestionAnswerer, BERTTokenClassifier
 
-    for task in (lambda b: BERTClassifier(b, 2), BERTPretrainer):
+    for task in (lambda b: BERTClassifier(b, 2), BERTPretrainer, lambda b: BERTTokenClassifier(b, 3), BERTQuestionAnswerer):
         with pytest.raises(ValueError, match="needs a `tfllm.models.BERT` backbone"):
             task(GPT("gpt-test"))
+
+
+def test_token_and_span_heads_reload_and_mask_padding(tmp_path):
+    from tfllm.models import BERTQuestionAnswerer, BERTTokenClassifier
+
+    inputs = bert_inputs()
+    inputs["padding_mask"][1, 7:] = 0
+    tagger = BERTTokenClassifier(BERT("bert-test"), num_classes=5, dropout=0.2)
+    reader = BERTQuestionAnswerer(BERT("bert-test"))
+    assert tagger.num_classes == 5 and tagger.output_dense.units == 5 and reader.span_dense.units == 2
+    logits = to_numpy(tagger(inputs))
+    spans = {k: to_numpy(v) for k, v in reader(inputs).items()}
+    assert logits.shape == (2, 10, 5) and logits.dtype == np.float32
+    assert sorted(spans) == ["end_logits", "start_logits"] and spans["start_logits"].shape == (2, 10)
+    assert (spans["start_logits"][1, 7:] < -1e8).all() and (spans["end_logits"][1, 7:] < -1e8).all()
+    assert (np.abs(spans["start_logits"][0]) < 1e3).all()
+    for model, expected in ((tagger, logits), (reader, spans["end_logits"])):
+        path = str(tmp_path / f"{model.name}.keras")
+        model.save(path)
+        reloaded = keras.saving.load_model(path)
+        assert type(reloaded) is type(model) and type(reloaded.backbone) is BERT
+        outputs = to_numpy(reloaded(inputs) if model is tagger else reloaded(inputs)["end_logits"])
+        np.testing.assert_allclose(outputs, expected, atol=1e-5)
+
+
+def test_token_classifier_learns_tags():
+    from tfllm.models import BERTTokenClassifier
+
+    # Tag each token by whether its id is even: a rule only a per-token head can learn.
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 60, size=(64, 8)).astype("int32")
+    features = {"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": np.ones_like(ids)}
+    tagger = BERTTokenClassifier(BERT("bert-test"), num_classes=2, dropout=0.0)
+    tagger.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tagger.fit(features, ids % 2, batch_size=16, epochs=30, verbose=0)
+    assert (to_numpy(tagger(features)).argmax(-1) == ids % 2).mean() > 0.95

@@ -288,3 +288,45 @@ def test_saved_model_ops_are_served_and_run_in_fresh_process(tokenizer, tmp_path
 def test_vocabulary_sizes_are_plain_ints(tokenizer):
     assert isinstance(tokenizer.vocabulary_size(), int)
     assert isinstance(tokenizer.token_to_id("the"), (int, np.integer))
+
+
+# ------------------------------------------------------- words and their offsets
+
+
+def test_split_words_cuts_where_tokenize_does_with_offsets_into_the_text(tokenizer):
+    from tests.tokenizers._text import random_strings
+
+    texts = TRICKY_STRINGS + random_strings(200, seed=3) + ["Où est-il? 中文文本 U.S. e-mail"]
+    words, starts, ends = tokenizer.split_words(texts)
+    pieces = tokenizer.tokenize_words(words)
+    for text, row_words, row_starts, row_ends, row_pieces, expected in zip(
+        texts, words.to_list(), starts.to_list(), ends.to_list(), pieces.to_list(), tokenizer(texts).to_list()
+    ):
+        for word, start, end in zip(row_words, row_starts, row_ends):
+            assert text[start:end] == word.decode(), (text, word, start, end)
+        # Each word tokenized alone gives, in order, what tokenizing the whole text gives; a
+        # word that yields nothing gets [UNK] from tokenize_words, so it keeps a first piece.
+        alone = tokenizer([w.decode() for w in row_words]).to_list() if row_words else []
+        assert [piece for word_pieces in alone for piece in word_pieces] == expected, text
+        assert row_pieces == [word_pieces or [tokenizer.unknown_token_id] for word_pieces in alone]
+
+
+def test_split_words_splits_cjk_characters_and_punctuation(tokenizer):
+    words, starts, ends = tokenizer.split_words(["我爱北京, Café!", ""])
+    assert [w.decode() for w in words.to_list()[0]] == ["我", "爱", "北", "京", ",", "Café", "!"]
+    assert starts.to_list() == [[0, 1, 2, 3, 4, 6, 10], []] and ends.to_list() == [[1, 2, 3, 4, 5, 10, 11], []]
+    assert starts.dtype == tf.int32
+
+
+def test_split_words_reads_invalid_utf8_as_one_replacement_character(tokenizer):
+    words, starts, ends = tokenizer.split_words([b"ab \xff cd"])
+    assert words.to_list() == [[b"ab", "\ufffd".encode(), b"cd"]]
+    assert starts.to_list() == [[0, 3, 5]] and ends.to_list() == [[2, 4, 7]]
+
+
+def test_tokenize_words_gives_every_word_at_least_one_piece():
+    tokenizer = WordPieceTokenizer(TOY_VOCABULARY, lowercase=True, strip_accents=True)
+    pieces = tokenizer.tokenize_words(tf.ragged.constant([["the", "\u0301", "quick"], []]))
+    assert pieces.to_list() == [[[5], [1], [6, 7]], []]
+    with pytest.raises(ValueError, match="1-D"):
+        tokenizer.split_words([["a"]])

@@ -1,4 +1,5 @@
-"""BERT task models: pretraining (masked LM + next sentence) and classification.
+"""BERT task models: pretraining (masked LM + next sentence), classification, token
+classification (named entities) and extractive question answering.
 
 Each wraps its backbone the same way (`tfllm.models.backbone.Task`): the BERT is called as one
 nested layer on the task's inputs, kept as `model.backbone`, and saved inside the task's config.
@@ -119,6 +120,98 @@ class BERTClassifier(Task):
         config = dict(num_classes=num_classes, dropout=dropout)
         super().__init__(inputs, logits, backbone=backbone, config=config, name=name, **kwargs)
         self.output_dense = output_dense
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class BERTTokenClassifier(Task):
+    """A token classifier (named-entity recognition): each token's final hidden state ->
+    dropout -> dense logits.
+
+    Args:
+        backbone: a `tfllm.models.BERT` (fresh, pretrained or imported).
+        num_classes: int, the number of tags (`O`, `B-PER`, `I-PER`, ...).
+        dropout: the dropout rate before the output layer.
+        name: the model's name.
+
+    Inputs: `{"token_ids", "segment_ids", "padding_mask"}`. Output: float32 logits
+    `(batch, sequence_length, num_classes)`. Train it on `tfllm.data.token_classification_dataset`
+    (labels on each word's first piece, the other positions weighted 0);
+    `tfllm.inference.EntityRecognizer` turns its outputs into entities.
+
+    Layers, as attributes: `backbone`, `output_dense`.
+
+    Example:
+
+    >>> tagger = BERTTokenClassifier(tfllm.models.BERT.from_preset("bert-test"), num_classes=5)
+    >>> ids = np.ones((2, 8), "int32")
+    >>> tagger({"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": ids}).shape
+    (2, 8, 5)
+    """
+
+    def __init__(self, backbone, num_classes, dropout=0.1, name="bert_token_classifier", **kwargs):
+        _check_backbone(backbone, "BERTTokenClassifier")
+        num_classes = check_positive_int("num_classes", num_classes)
+        dropout = check_rate("dropout", dropout)
+        token_dropout = HashDropout(dropout, name="token_dropout")
+        output_dense = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            dtype=backbone.dtype_policy,
+            name="token_logits",
+        )
+
+        inputs = _backbone_inputs()
+        sequence = backbone(inputs)["sequence_output"]
+        logits = output_dense(token_dropout(sequence))
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+        config = dict(num_classes=num_classes, dropout=dropout)
+        super().__init__(inputs, logits, backbone=backbone, config=config, name=name, **kwargs)
+        self.output_dense = output_dense
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class BERTQuestionAnswerer(Task):
+    """Extractive question answering: a start and an end logit for each token.
+
+    Args:
+        backbone: a `tfllm.models.BERT` (fresh, pretrained or imported).
+        name: the model's name.
+
+    Inputs: `{"token_ids", "segment_ids", "padding_mask"}` holding `[CLS] question [SEP]
+    context [SEP]`. Outputs: float32 `{"start_logits", "end_logits"}`, each
+    `(batch, sequence_length)`; padding positions get a large negative logit. Train it on
+    `tfllm.data.question_answering_dataset` (a window without the answer points both at
+    `[CLS]`, position 0); `tfllm.inference.QuestionAnswerer` finds the best span.
+
+    Layers, as attributes: `backbone`, `span_dense` (2 outputs: start, end).
+
+    Example:
+
+    >>> reader = BERTQuestionAnswerer(tfllm.models.BERT.from_preset("bert-test"))
+    >>> ids = np.ones((2, 8), "int32")
+    >>> reader({"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": ids})["start_logits"].shape
+    (2, 8)
+    """
+
+    def __init__(self, backbone, name="bert_question_answerer", **kwargs):
+        _check_backbone(backbone, "BERTQuestionAnswerer")
+        span_dense = keras.layers.Dense(
+            2,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            dtype=backbone.dtype_policy,
+            name="span_logits",
+        )
+
+        inputs = _backbone_inputs()
+        sequence = backbone(inputs)["sequence_output"]
+        logits = keras.layers.Activation("linear", dtype="float32", name="span")(span_dense(sequence))
+        padding = keras.ops.cast(keras.ops.equal(inputs["padding_mask"], 0), "float32") * -1e9
+        outputs = {
+            "start_logits": keras.layers.Identity(dtype="float32", name="start_logits")(logits[..., 0] + padding),
+            "end_logits": keras.layers.Identity(dtype="float32", name="end_logits")(logits[..., 1] + padding),
+        }
+        super().__init__(inputs, outputs, backbone=backbone, config={}, name=name, **kwargs)
+        self.span_dense = span_dense
 
 
 def masked_lm_loss():

@@ -8,11 +8,18 @@ import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
+import tensorflow_text as tf_text
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 # keras-hub's own in-graph pre-tokenizer (normalize, lower-case, split): training runs the
 # exact function the tokenizer runs, so the learned vocabulary fits what it will be asked.
-from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
+from keras_hub.src.tokenizers.word_piece_tokenizer import (
+    PUNCTUATION_AND_CJK_REGEX,
+    PUNCTUATION_REGEX,
+    WHITESPACE_AND_PUNCTUATION_REGEX,
+    WHITESPACE_PUNCTUATION_AND_CJK_REGEX,
+    pretokenize,
+)
 
 from tfllm.tokenizers._corpus import Corpus
 from tfllm.tokenizers._tensors import ragged_ids, sanitize_utf8, string_tensor
@@ -93,6 +100,14 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
             input_signature=[tf.TensorSpec([None], tf.string)],
             autograph=False,
         )
+        self._split_words_function = tf.function(
+            self._split_words, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
+        )
+        self._tokenize_words_function = tf.function(
+            self._tokenize_words,
+            input_signature=[tf.RaggedTensorSpec([None, None], tf.string, ragged_rank=1, row_splits_dtype=tf.int64)],
+            autograph=False,
+        )
         self._detokenize_function = tf.function(
             self._detokenize_tf,
             input_signature=[tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)],
@@ -113,6 +128,67 @@ class WordPieceTokenizer(keras_hub.tokenizers.WordPieceTokenizer):
         if inputs.shape.rank == 1 and not isinstance(inputs, tf.RaggedTensor):
             return self._tokenize_function(inputs)
         raise ValueError(f"WordPieceTokenizer takes a string or a 1-D string tensor. Received shape {inputs.shape}.")
+
+    def split_words(self, inputs):
+        """Splits text into the words the tokenizer sees, with their place in the text.
+
+        Words are cut exactly where `tokenize` cuts them (at whitespace and control characters,
+        around each punctuation character and, with `split_on_cjk`, each CJK character), but
+        from the text as written: no lower-casing or accent stripping. Token classification and
+        question answering label and answer with these words.
+
+        Args:
+            inputs: a `[batch]` string tensor (or list, or NumPy array).
+
+        Returns:
+            `(words, starts, ends)`: ragged `[batch, None]` tensors of strings and int32 offsets
+            in Unicode characters (end exclusive). Invalid UTF-8 is read as U+FFFD, one
+            character for each invalid sequence, and offsets count in that text.
+
+        Example:
+
+        >>> words, starts, ends = tokenizer.split_words(["Où est-il?"])
+        >>> words.to_list(), starts.to_list(), ends.to_list()
+        ([[b'O\xc3\xb9', b'est', b'-', b'il', b'?']], [[0, 3, 6, 7, 9]], [[2, 6, 7, 9, 10]])
+        """
+        inputs = string_tensor(inputs, "WordPieceTokenizer")
+        if inputs.shape.rank != 1 or isinstance(inputs, tf.RaggedTensor):
+            raise ValueError(f"`split_words` takes a 1-D string tensor. Received shape {inputs.shape}.")
+        return self._split_words_function(inputs)
+
+    def tokenize_words(self, words):
+        """Token ids of each word: ragged `[batch, words, pieces]` from ragged `[batch, words]` strings.
+
+        Each word is tokenized alone (so a word the tokenizer would split further, "U.S." or
+        "e-mail", gets all its pieces); a word that yields no piece (one made only of accents
+        that `strip_accents` removes) gets `[UNK]`, so every word keeps a first piece to label.
+        """
+        if not isinstance(words, tf.RaggedTensor):
+            words = tf.ragged.constant(words, dtype=tf.string) if isinstance(words, list) else tf.convert_to_tensor(words)
+        self._check_vocabulary()
+        return self._tokenize_words_function(words)
+
+    def _split_words(self, texts):
+        texts = _prepare(texts)
+        if self.split_on_cjk:
+            delimiters, kept = WHITESPACE_PUNCTUATION_AND_CJK_REGEX, PUNCTUATION_AND_CJK_REGEX
+        else:
+            delimiters, kept = WHITESPACE_AND_PUNCTUATION_REGEX, PUNCTUATION_REGEX
+        words, byte_starts, _ = tf_text.regex_split_with_offsets(texts, delimiters, kept)
+        # Byte offsets to character offsets: the characters of the text before each word.
+        before = tf.strings.substr(tf.gather(texts, words.value_rowids()), tf.zeros_like(byte_starts.flat_values), byte_starts.flat_values)
+        starts = tf.strings.length(before, unit="UTF8_CHAR")
+        ends = starts + tf.strings.length(words.flat_values, unit="UTF8_CHAR")
+        return words, words.with_flat_values(starts), words.with_flat_values(ends)
+
+    def _tokenize_words(self, words):
+        pieces = self._tokenize_tf(_prepare(words.flat_values))
+        empty = pieces.row_lengths() == 0
+        unknown = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(tf.cast(empty, tf.int32))], tf.cast(self.unknown_token_id, pieces.dtype)),
+            tf.cast(empty, tf.int64),
+        )
+        return words.with_flat_values(tf.concat([pieces, unknown], axis=1))
 
     def detokenize(self, ids):
         """Joins token ids back into text: words separated by spaces, "##" pieces glued on.
