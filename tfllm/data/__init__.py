@@ -14,6 +14,7 @@ from tfllm.data.classification import (
 from tfllm.data.conll import QAExample, TaggedSentences, read_conll, read_squad
 from tfllm.data.masking import MaskedLMMasker
 from tfllm.data.splits import hold_out_lines
+from tfllm.data.token_classification import token_classification_dataset
 
 __all__ = [
     "BERTInputPacker",
@@ -32,5 +33,6 @@ __all__ = [
     "read_squad",
     "samples",
     "sentence_pairs",
+    "token_classification_dataset",
     "token_stream",
 ]

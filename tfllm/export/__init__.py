@@ -4,6 +4,8 @@
   `generate`, `score`).
 - `export_classifier`: a BERT classifier with its tokenizer and packer (`serving_default`,
   `embed`).
+- `export_token_classifier`: a BERT token classifier as a named-entity recognizer
+  (`serving_default`: raw text -> entities with character offsets, `embed`).
 - `export_masked_lm`: a BERT pretrainer's masked-LM head, "fill the [MASK]"
   (`serving_default`, `embed`).
 
@@ -17,7 +19,7 @@ import os
 
 from tfllm.export import _shared_files, _versions
 from tfllm.export.audit import AuditError, AuditReport, audit
-from tfllm.export.bert import ClassifierServer, MaskedLMServer
+from tfllm.export.bert import ClassifierServer, EntityServer, MaskedLMServer
 from tfllm.export.gpt import GPTServer
 from tfllm.export.rest import predict
 
@@ -25,12 +27,14 @@ __all__ = [
     "AuditError",
     "AuditReport",
     "ClassifierServer",
+    "EntityServer",
     "GPTServer",
     "MaskedLMServer",
     "audit",
     "export_classifier",
     "export_gpt",
     "export_masked_lm",
+    "export_token_classifier",
     "predict",
     "read_warmup_requests",
     "update_models_config",
@@ -157,6 +161,48 @@ def export_classifier(
         The version directory's path.
     """
     server = ClassifierServer(model, tokenizer, labels, sequence_length, text_pair, normalize_embeddings)
+    return _export(server, base_path, version, models_config, serving_base_path)
+
+
+def export_token_classifier(
+    model,
+    tokenizer,
+    labels,
+    base_path,
+    version=None,
+    *,
+    sequence_length,
+    stride=None,
+    normalize_embeddings=False,
+    models_config=True,
+    serving_base_path="/models",
+):
+    """Exports a BERT token classifier with its tokenizer as a named-entity recognizer.
+
+    Signatures (batch first):
+        - `serving_default`: `{"text": string}` -> `{"entity_texts": string, "entity_types":
+          string, "entity_starts": int32, "entity_ends": int32, "entity_scores": float32}`,
+          each `[batch, max_entities]` (the most entities of any text in the batch), padded
+          with "" and -1. Offsets count Unicode characters of the input text, end exclusive
+          (invalid UTF-8 counts as one U+FFFD per invalid sequence). Entities follow the IOB2
+          rules of `tfllm.inference.EntityRecognizer`.
+        - `embed`: as in `export_classifier`.
+
+    A text of any length is read whole, in windows of `sequence_length` tokens `stride` pieces
+    apart. Empty texts give no entities; an empty batch gives `[0, 0]` outputs.
+
+    Args:
+        model: a `tfllm.models.BERTTokenClassifier`.
+        tokenizer: its `tfllm.tokenizers.WordPieceTokenizer`.
+        labels: the IOB2 tag of each class, index = class id.
+        sequence_length: the longest input the model reads (the training length).
+        stride: the step between windows, in pieces (default: half a window).
+        base_path, version, models_config, serving_base_path: as in `export_gpt`.
+
+    Returns:
+        The version directory's path.
+    """
+    server = EntityServer(model, tokenizer, labels, sequence_length, stride, normalize_embeddings)
     return _export(server, base_path, version, models_config, serving_base_path)
 
 

@@ -75,6 +75,31 @@ class ClassifierServer(_BERTServer):
         return {"probabilities": probabilities, "label": label}
 
 
+class EntityServer(_BERTServer):
+    """A BERT token classifier as a named-entity recognizer: raw text in, entities out.
+
+    Signatures: `serving_default` (`{"text"}` -> `{"entity_texts", "entity_types",
+    "entity_starts", "entity_ends", "entity_scores"}`, each `[batch, max_entities]`; see
+    `tfllm.inference.EntityRecognizer.entities`) and `embed`. Texts longer than
+    `sequence_length` are read in overlapping windows, never cut.
+    """
+
+    def __init__(self, model, tokenizer, labels, sequence_length, stride=None, normalize_embeddings=False):
+        from tfllm.inference import EntityRecognizer
+
+        super().__init__(model, tokenizer, sequence_length, normalize_embeddings, name="entity_server")
+        self.recognizer = EntityRecognizer(model, tokenizer, labels, sequence_length, stride)
+        self.labels = self.recognizer.labels
+        self.recognize = tf.function(self.recognizer.entities, input_signature=[_TEXT], autograph=False)
+
+    def signatures(self):
+        return {"serving_default": self.recognize, "embed": self.embed}
+
+    def warmup_requests(self):
+        texts = np.array([b"EU rejects German call to boycott British lamb.", b""], dtype=object)
+        return [("serving_default", {"text": texts}), ("embed", {"text": _WARMUP_TEXTS})]
+
+
 class MaskedLMServer(_BERTServer):
     """Fill the `[MASK]`: `{"text"}` -> the text with each mask filled, and the candidates.
 
