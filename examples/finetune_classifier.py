@@ -94,25 +94,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_pretrained(directory):
-    """`(backbone, tokenizer)` from a `pretrain_bert.py` output or a Hugging Face BERT directory,
-    in the order `tfllm.convert.from_huggingface` returns them."""
-    if os.path.isfile(os.path.join(directory, "backbone.keras")):
-        backbone = keras.saving.load_model(os.path.join(directory, "backbone.keras"))
-        if not isinstance(backbone, tfllm.models.BERT):
-            raise ValueError(f"--init-from {directory!r}: backbone.keras holds a {type(backbone).__name__}, not a BERT.")
-        return backbone, WordPieceTokenizer.load(os.path.join(directory, "tokenizer"))
-    if os.path.isfile(os.path.join(directory, "config.json")):
-        backbone, tokenizer = tfllm.convert.from_huggingface(directory)
-        if not isinstance(backbone, tfllm.models.BERT):
-            raise ValueError(f"--init-from {directory!r} holds a Hugging Face GPT-2; a classifier needs a BERT.")
-        return backbone, tokenizer
-    raise ValueError(
-        f"--init-from {directory!r} is neither a pretrain_bert.py output (backbone.keras + tokenizer/) nor a "
-        "Hugging Face BERT directory (config.json + model.safetensors + vocab.txt)."
-    )
-
-
 def main(argv=None):
     args = parse_args(argv)
     harness.start(args)
@@ -138,7 +119,7 @@ def main(argv=None):
 
     # ## Tokenizer and backbone: pretrained, or new
     if args.init_from:
-        backbone, tokenizer = load_pretrained(args.init_from)
+        backbone, tokenizer = harness.load_bert(args.init_from)
         if args.sequence_length > backbone.max_sequence_length:
             raise ValueError(
                 f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."

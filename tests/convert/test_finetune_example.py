@@ -12,6 +12,7 @@ import tfllm  # noqa: F401  (registers the layers that model.keras holds)
 
 from tests.convert.conftest import BERT_VOCABULARY, make_bert_directory, make_gpt2_directory
 from tests.examples.conftest import load_example
+from tfllm.training import harness
 
 
 def _sentiment_files(tmp_path):
@@ -56,10 +57,9 @@ def test_finetune_from_a_huggingface_directory(tmp_path):
 
 
 def test_init_from_refuses_what_is_not_a_bert(tmp_path):
-    script = load_example("finetune_classifier")
     make_gpt2_directory(tmp_path / "gpt2")
-    with pytest.raises(ValueError, match="a classifier needs a BERT"):
-        script.load_pretrained(str(tmp_path / "gpt2"))
+    with pytest.raises(ValueError, match="this task needs a BERT"):
+        harness.load_bert(str(tmp_path / "gpt2"))
     os.makedirs(tmp_path / "empty")
     with pytest.raises(ValueError, match="neither a pretrain_bert.py output"):
-        script.load_pretrained(str(tmp_path / "empty"))
+        harness.load_bert(str(tmp_path / "empty"))

@@ -146,3 +146,36 @@ def test_finetune_from_scratch_learns_and_holds_out_10_percent(tmp_path):
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
     labels = ["Business", "Sports", "World"]
     assert [label.decode() for label in served["label"].numpy()] == [labels[i] for i in expected.argmax(-1)]
+
+
+def test_finetune_ner_learns_entities_scores_and_exports(tmp_path):
+    """Names are PER and cities LOC wherever they stand: a working pipeline tags them."""
+    rng = np.random.default_rng(0)
+    people, cities = ["Anna", "Boris", "Chen", "Dora"], ["Paris", "Lima", "Oslo", "Kyiv"]
+    filler = ["met", "the", "team", "in", "today", "and", "left", "."]
+    lines = ["-DOCSTART- -X- O", ""]
+    for _ in range(300):
+        words = list(rng.choice(filler, 6))
+        words.insert(int(rng.integers(0, 6)), f"{rng.choice(people)} {rng.choice(people)}")
+        words.insert(int(rng.integers(0, 7)), str(rng.choice(cities)))
+        for word in " ".join(words).split():
+            tag = "PER" if word in people else "LOC" if word in cities else "O"
+            # IOB1, as CoNLL-2003's original files: I- unless an entity follows one of its type.
+            lines.append(f"{word} NNP {'O' if tag == 'O' else 'I-' + tag}")
+        lines.append("")
+    data = tmp_path / "train.txt"
+    data.write_text("\n".join(lines), encoding="utf-8")
+    output_dir = str(tmp_path / "ner")
+    metrics = load_example("finetune_ner").main(
+        ["--data", str(data), "--output-dir", output_dir, "--steps", "300", "--learning-rate", "3e-3", "--cased",
+         "--export-dir", str(tmp_path / "saved_models" / "ner"), "--bucket-boundaries", "16", *TINY_BERT]
+    )
+    assert metrics["validation_sentences"] == 30 and metrics["entity_types"] == ["LOC", "PER"]
+    assert metrics["val_f1"] > 0.8 and set(metrics["val_per_type"]) == {"LOC", "PER"}
+    with open(os.path.join(output_dir, "labels.json")) as file:
+        assert json.load(file) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"]
+    out = served(text=tf.constant(["Anna met the team in Oslo today"]))
+    assert b"Oslo" in out["entity_texts"].numpy()[0].tolist()
+    oslo = out["entity_texts"].numpy()[0].tolist().index(b"Oslo")
+    assert out["entity_types"].numpy()[0][oslo] == b"LOC" and out["entity_starts"].numpy()[0][oslo] == 21

@@ -105,6 +105,28 @@ def run(main):
     return main()
 
 
+def load_bert(directory):
+    """`(backbone, tokenizer)` from a `pretrain_bert.py` output or a Hugging Face BERT directory,
+    in the order `tfllm.convert.from_huggingface` returns them."""
+    import tfllm
+    from tfllm.tokenizers import WordPieceTokenizer
+
+    if os.path.isfile(os.path.join(directory, "backbone.keras")):
+        backbone = keras.saving.load_model(os.path.join(directory, "backbone.keras"))
+        if not isinstance(backbone, tfllm.models.BERT):
+            raise ValueError(f"--init-from {directory!r}: backbone.keras holds a {type(backbone).__name__}, not a BERT.")
+        return backbone, WordPieceTokenizer.load(os.path.join(directory, "tokenizer"))
+    if os.path.isfile(os.path.join(directory, "config.json")):
+        backbone, tokenizer = tfllm.convert.from_huggingface(directory)
+        if not isinstance(backbone, tfllm.models.BERT):
+            raise ValueError(f"--init-from {directory!r} holds a Hugging Face GPT-2; this task needs a BERT.")
+        return backbone, tokenizer
+    raise ValueError(
+        f"--init-from {directory!r} is neither a pretrain_bert.py output (backbone.keras + tokenizer/) nor a "
+        "Hugging Face BERT directory (config.json + model.safetensors + vocab.txt)."
+    )
+
+
 class Run:
     """What a training script left in its `--output-dir`, loaded: `model`, `tokenizer`,
     `labels` (a classifier's class names, else None) and `metrics` (its metrics.json, or {})."""
