@@ -163,13 +163,7 @@ def main(argv=None):
 
     # ## The classifier
     model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
-    if args.steps:
-        # One long "epoch" over the data repeated (and reshuffled on each pass).
-        epochs, steps_per_epoch, total_steps = 1, args.steps, args.steps
-        train = train.repeat()
-    else:
-        epochs, steps_per_epoch = args.epochs, None
-        total_steps = sum(1 for _ in train) * args.epochs
+    train, length, total_steps = harness.training_length(train, args)
     model.compile(
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -178,9 +172,7 @@ def main(argv=None):
     )
 
     # ## Training
-    _, training_seconds = harness.fit(
-        model, train, args, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation
-    )
+    _, training_seconds = harness.fit(model, train, args, validation_data=validation, **length)
 
     results = model.evaluate(validation, return_dict=True, verbose=0)
     model.save(os.path.join(args.output_dir, "model.keras"))

@@ -140,12 +140,7 @@ def main(argv=None):
 
     # ## The tagger
     model = tfllm.models.BERTTokenClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
-    if args.steps:
-        epochs, steps_per_epoch, total_steps = 1, args.steps, args.steps
-        train_batches = train_batches.repeat()
-    else:
-        epochs, steps_per_epoch = args.epochs, None
-        total_steps = sum(1 for _ in train_batches) * args.epochs
+    train_batches, length, total_steps = harness.training_length(train_batches, args)
     model.compile(
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -155,7 +150,7 @@ def main(argv=None):
     )
 
     # ## Training
-    _, training_seconds = harness.fit(model, train_batches, args, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    _, training_seconds = harness.fit(model, train_batches, args, **length)
     model.save(os.path.join(args.output_dir, "model.keras"))
 
     # ## Entity-level scores on the whole validation file, read as the served model reads text

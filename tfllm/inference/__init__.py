@@ -1,7 +1,6 @@
 """Task inference in TensorFlow ops, shared by evaluation and the exported SavedModels.
 
 - `EntityRecognizer`: entities (text, type, character offsets, score) from a token classifier.
-- `QuestionAnswerer`: the best answer span in a context from a question-answering model.
 - `sliding_windows`: how sequences longer than a model's input are covered.
 """
 

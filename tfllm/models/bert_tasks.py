@@ -179,9 +179,10 @@ class BERTQuestionAnswerer(Task):
 
     Inputs: `{"token_ids", "segment_ids", "padding_mask"}` holding `[CLS] question [SEP]
     context [SEP]`. Outputs: float32 `{"start_logits", "end_logits"}`, each
-    `(batch, sequence_length)`; padding positions get a large negative logit. Train it on
-    `tfllm.data.question_answering_dataset` (a window without the answer points both at
-    `[CLS]`, position 0); `tfllm.inference.QuestionAnswerer` finds the best span.
+    `(batch, sequence_length)`; padding positions get a large negative logit. Train it with
+    the answer's first and last token positions as the labels of `start_logits` and
+    `end_logits` (sparse cross-entropy on each); a window without the answer points both at
+    `[CLS]`, position 0.
 
     Layers, as attributes: `backbone`, `span_dense` (2 outputs: start, end).
 

@@ -82,6 +82,18 @@ def fit(model, train, args, **fit_kwargs):
     return history, time.time() - begin
 
 
+def training_length(train, args):
+    """`(train, fit_kwargs, total_steps)` for `--steps` or `--epochs`.
+
+    With `--steps N`: one long epoch of N batches over the data repeated (reshuffled on each
+    pass). Otherwise `--epochs` passes over it; the batches are counted once. `total_steps`
+    is what the learning-rate schedule spans.
+    """
+    if args.steps:
+        return train.repeat(), {"epochs": 1, "steps_per_epoch": args.steps}, args.steps
+    return train, {"epochs": args.epochs}, sum(1 for _ in train) * args.epochs
+
+
 def finish(args, metrics, export=None):
     """Exports with `export(args.export_dir)` when `--export-dir` is given (its path goes into
     the metrics as `export_path`), writes `metrics.json`, prints the metrics, returns them."""
