@@ -37,7 +37,6 @@ import tensorflow as tf
 import tfllm
 from tfllm.data import bucket_by_length, classification_dataset, hold_out_lines, read_classification_file
 from tfllm.data.public import sst2
-from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.training import SparseF1Score, create_optimizer, harness
 
 
@@ -118,30 +117,11 @@ def main(argv=None):
         validation_path = sst2("dev")
 
     # ## Tokenizer and backbone: pretrained, or new
-    if args.init_from:
-        backbone, tokenizer = harness.load_bert(args.init_from)
-        if args.sequence_length > backbone.max_sequence_length:
-            raise ValueError(
-                f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."
-            )
-    else:
+    def texts():
         examples = read_classification_file(train_path, **columns)
-        tokenizer = WordPieceTokenizer.train(
-            examples.texts + (examples.pairs or []),
-            args.vocabulary_size,
-            lowercase=not args.cased,
-            strip_accents=not args.cased,
-            show_progress=True,
-        )
-        backbone = tfllm.models.BERT(
-            vocabulary_size=tokenizer.vocabulary_size(),
-            num_layers=args.num_layers,
-            num_heads=args.num_heads,
-            hidden_dim=args.hidden_dim,
-            intermediate_dim=args.intermediate_dim,
-            max_sequence_length=args.sequence_length,
-            dropout=args.dropout,
-        )
+        return examples.texts + (examples.pairs or [])
+
+    backbone, tokenizer = harness.bert_and_tokenizer(args, texts)
     tokenizer.save(os.path.join(args.output_dir, "tokenizer"))
 
     # ## The pipelines: read, tokenize, pack `[CLS] text [SEP] (pair [SEP])`, batch

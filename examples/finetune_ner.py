@@ -36,7 +36,6 @@ import tfllm
 from tfllm.data import TaggedSentences, read_conll, token_classification_dataset
 from tfllm.evaluation import entity_scores
 from tfllm.inference import EntityRecognizer
-from tfllm.tokenizers import WordPieceTokenizer
 from tfllm.training import create_optimizer, harness
 
 
@@ -103,29 +102,7 @@ def main(argv=None):
     print(f"{len(train)} training and {len(validation)} validation sentences; entity types {train.entity_types}")
 
     # ## Tokenizer and backbone: pretrained, or new
-    if args.init_from:
-        backbone, tokenizer = harness.load_bert(args.init_from)
-        if args.sequence_length > backbone.max_sequence_length:
-            raise ValueError(
-                f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."
-            )
-    else:
-        tokenizer = WordPieceTokenizer.train(
-            [" ".join(words) for words in train.words],
-            args.vocabulary_size,
-            lowercase=not args.cased,
-            strip_accents=not args.cased,
-            show_progress=True,
-        )
-        backbone = tfllm.models.BERT(
-            vocabulary_size=tokenizer.vocabulary_size(),
-            num_layers=args.num_layers,
-            num_heads=args.num_heads,
-            hidden_dim=args.hidden_dim,
-            intermediate_dim=args.intermediate_dim,
-            max_sequence_length=args.sequence_length,
-            dropout=args.dropout,
-        )
+    backbone, tokenizer = harness.bert_and_tokenizer(args, lambda: [" ".join(words) for words in train.words])
     tokenizer.save(os.path.join(args.output_dir, "tokenizer"))
     with open(os.path.join(args.output_dir, "labels.json"), "w") as file:
         json.dump(labels, file)

@@ -139,6 +139,39 @@ def load_bert(directory):
     )
 
 
+def bert_and_tokenizer(args, texts):
+    """`(backbone, tokenizer)` for a fine-tuning script: loaded from `--init-from` (see
+    `load_bert`; `--sequence-length` must fit its positions), or new: a WordPiece vocabulary of
+    `--vocabulary-size` trained on `texts` (`--cased` keeps case and accents) and a BERT of the
+    `--num-layers`, `--num-heads`, `--hidden-dim`, `--intermediate-dim` and `--dropout` flags.
+
+    `texts` is called only for a new tokenizer and returns the training strings.
+    """
+    import tfllm
+    from tfllm.tokenizers import WordPieceTokenizer
+
+    if args.init_from:
+        backbone, tokenizer = load_bert(args.init_from)
+        if args.sequence_length > backbone.max_sequence_length:
+            raise ValueError(
+                f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."
+            )
+        return backbone, tokenizer
+    tokenizer = WordPieceTokenizer.train(
+        texts(), args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased, show_progress=True
+    )
+    backbone = tfllm.models.BERT(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+        max_sequence_length=args.sequence_length,
+        dropout=args.dropout,
+    )
+    return backbone, tokenizer
+
+
 class Run:
     """What a training script left in its `--output-dir`, loaded: `model`, `tokenizer`,
     `labels` (a classifier's class names, else None) and `metrics` (its metrics.json, or {})."""
