@@ -5,6 +5,7 @@ Training (the example scripts' programs, with their flags; `tfllm train-gpt --he
     tfllm pretrain-bert --data sentences.txt --output-dir runs/bert
     tfllm finetune classifier --data train.tsv --validation-data dev.tsv --output-dir runs/sst2
     tfllm finetune ner --data train.txt --validation-data dev.txt --output-dir runs/ner
+    tfllm finetune qa --data train.json --validation-data dev.json --output-dir runs/qa
 
 Using a trained model (RUN: a training script's --output-dir, or a Hugging Face directory):
     tfllm generate RUN --prompt "ROMEO:" --stream
@@ -35,7 +36,7 @@ import time
 
 # Subcommand -> example program run with the rest of the command line.
 _PROGRAMS = {"train-gpt": "train_gpt", "pretrain-bert": "pretrain_bert"}
-_FINETUNE = {"classifier": "finetune_classifier", "ner": "finetune_ner"}
+_FINETUNE = {"classifier": "finetune_classifier", "ner": "finetune_ner", "qa": "finetune_qa"}
 _ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
@@ -300,7 +301,7 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, program in _PROGRAMS.items():
         commands.add_parser(name, help=f"examples/{program}.py; `tfllm {name} --help` lists its flags", add_help=False)
-    finetune = commands.add_parser("finetune", help="fine-tune a BERT: `tfllm finetune classifier --help`, `tfllm finetune ner --help`", add_help=False)
+    finetune = commands.add_parser("finetune", help="fine-tune a BERT: `tfllm finetune classifier --help`, `tfllm finetune ner --help`, `tfllm finetune qa --help`", add_help=False)
     finetune.add_argument("task", choices=sorted(_FINETUNE))
 
     generate = commands.add_parser(

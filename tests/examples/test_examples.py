@@ -179,3 +179,44 @@ def test_finetune_ner_learns_entities_scores_and_exports(tmp_path):
     assert b"Oslo" in out["entity_texts"].numpy()[0].tolist()
     oslo = out["entity_texts"].numpy()[0].tolist().index(b"Oslo")
     assert out["entity_types"].numpy()[0][oslo] == b"LOC" and out["entity_starts"].numpy()[0][oslo] == 21
+
+
+def test_finetune_qa_learns_spans_scores_and_exports(tmp_path):
+    """"Who?" asks for the person and "Which city?" for the city, wherever they stand in the
+    context: a working pipeline (windows, answer positions, span decoding) answers both."""
+    rng = np.random.default_rng(0)
+    people, cities = ["Anna", "Boris", "Chen", "Dora"], ["Paris", "Lima", "Oslo", "Kyiv"]
+    filler = ["met", "the", "team", "in", "today", "and", "left", "."]
+    articles = []
+    for article in range(40):
+        paragraphs = []
+        for paragraph in range(5):
+            words = list(rng.choice(filler, 8))
+            person, city = str(rng.choice(people)), str(rng.choice(cities))
+            words.insert(int(rng.integers(0, 8)), person)
+            words.insert(int(rng.integers(0, 9)), city)
+            context = " ".join(words)
+            qas = [
+                {"id": f"{article}-{paragraph}-{kind}", "question": question, "answers": [{"text": answer, "answer_start": context.index(answer)}]}
+                for kind, (question, answer) in enumerate([("Who ?", person), ("Which city ?", city)])
+            ]
+            paragraphs.append({"context": context, "qas": qas})
+        articles.append({"title": f"article {article}", "paragraphs": paragraphs})
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    output_dir = str(tmp_path / "qa")
+    metrics = load_example("finetune_qa").main(
+        ["--data", str(data), "--output-dir", output_dir, "--steps", "800", "--learning-rate", "3e-3", "--cased",
+         "--stride", "8", "--max-question-length", "6", "--bucket-boundaries", "",
+         "--export-dir", str(tmp_path / "saved_models" / "qa"), *TINY_BERT, "--num-layers", "2", "--sequence-length", "24"]
+    )
+    # 4 of 40 articles held out: 20 paragraphs, 40 questions, none of their contexts trained on.
+    assert metrics["validation_questions"] == 40
+    assert metrics["val_exact_match"] > 0.8 and metrics["val_f1"] >= metrics["val_exact_match"]
+    with open(os.path.join(output_dir, "qa.json")) as file:
+        assert json.load(file)["stride"] == 8
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"]
+    context = "the team met Dora today in Oslo and left ."
+    out = served(question=tf.constant(["Which city ?", "Who ?"]), context=tf.constant([context] * 2))
+    assert out["answer"].numpy().tolist() == [b"Oslo", b"Dora"]
+    assert out["answer_start"].numpy().tolist() == [context.index("Oslo"), context.index("Dora")]

@@ -14,6 +14,7 @@ from tfllm.data.classification import (
 from tfllm.data.conll import QAExample, TaggedSentences, read_conll, read_squad
 from tfllm.data.masking import MaskedLMMasker
 from tfllm.data.splits import hold_out_lines
+from tfllm.data.question_answering import question_answering_dataset, question_answering_windows
 from tfllm.data.token_classification import token_classification_dataset
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "causal_lm_dataset",
     "classification_dataset",
     "hold_out_lines",
+    "question_answering_dataset",
+    "question_answering_windows",
     "read_classification_file",
     "read_conll",
     "read_squad",

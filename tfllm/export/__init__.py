@@ -6,6 +6,8 @@
   `embed`).
 - `export_token_classifier`: a BERT token classifier as a named-entity recognizer
   (`serving_default`: raw text -> entities with character offsets, `embed`).
+- `export_question_answerer`: a BERT span model as an extractive question answerer
+  (`serving_default`: question and context -> answer text with character offsets, `embed`).
 - `export_masked_lm`: a BERT pretrainer's masked-LM head, "fill the [MASK]"
   (`serving_default`, `embed`).
 
@@ -19,7 +21,7 @@ import os
 
 from tfllm.export import _shared_files, _versions
 from tfllm.export.audit import AuditError, AuditReport, audit
-from tfllm.export.bert import ClassifierServer, EntityServer, MaskedLMServer
+from tfllm.export.bert import ClassifierServer, EntityServer, MaskedLMServer, QuestionAnswerServer
 from tfllm.export.gpt import GPTServer
 from tfllm.export.rest import predict
 
@@ -30,10 +32,12 @@ __all__ = [
     "EntityServer",
     "GPTServer",
     "MaskedLMServer",
+    "QuestionAnswerServer",
     "audit",
     "export_classifier",
     "export_gpt",
     "export_masked_lm",
+    "export_question_answerer",
     "export_token_classifier",
     "predict",
     "read_warmup_requests",
@@ -203,6 +207,51 @@ def export_token_classifier(
         The version directory's path.
     """
     server = EntityServer(model, tokenizer, labels, sequence_length, stride, normalize_embeddings)
+    return _export(server, base_path, version, models_config, serving_base_path)
+
+
+def export_question_answerer(
+    model,
+    tokenizer,
+    base_path,
+    version=None,
+    *,
+    sequence_length,
+    stride=None,
+    max_question_length=None,
+    max_answer_length=30,
+    normalize_embeddings=False,
+    models_config=True,
+    serving_base_path="/models",
+):
+    """Exports a BERT span model with its tokenizer as an extractive question answerer.
+
+    Signatures (batch first):
+        - `serving_default`: `{"question": string, "context": string}` -> `{"answer": string,
+          "answer_start": int32, "answer_end": int32, "score": float32}`, each `[batch]`. The
+          answer is a slice of the context as written; the offsets count its Unicode
+          characters, end exclusive (invalid UTF-8 counts as one U+FFFD per invalid sequence);
+          `score` is the answer's probability within its window. An empty context gives
+          `""`, -1, -1, -1; a request whose two inputs differ in batch size fails with an
+          InvalidArgument error (HTTP 400 from TF Serving).
+        - `embed`: as in `export_classifier`.
+
+    A context of any length is read whole, in windows `stride` pieces apart; the question
+    keeps its first `max_question_length` pieces (see `tfllm.inference.QuestionAnswerer`).
+
+    Args:
+        model: a `tfllm.models.BERTQuestionAnswerer`.
+        tokenizer: its `tfllm.tokenizers.WordPieceTokenizer`.
+        sequence_length: the longest input the model reads (the training length).
+        stride, max_question_length, max_answer_length: as in `QuestionAnswerer`.
+        base_path, version, models_config, serving_base_path: as in `export_gpt`.
+
+    Returns:
+        The version directory's path.
+    """
+    server = QuestionAnswerServer(
+        model, tokenizer, sequence_length, stride, max_question_length, max_answer_length, normalize_embeddings
+    )
     return _export(server, base_path, version, models_config, serving_base_path)
 
 

@@ -100,6 +100,52 @@ class EntityServer(_BERTServer):
         return [("serving_default", {"text": texts}), ("embed", {"text": _WARMUP_TEXTS})]
 
 
+class QuestionAnswerServer(_BERTServer):
+    """A BERT span model as an extractive question answerer: question and context in, answer out.
+
+    Signatures: `serving_default` (`{"question", "context"}` -> `{"answer": string,
+    "answer_start": int32, "answer_end": int32, "score": float32}`, each `[batch]`; see
+    `tfllm.inference.QuestionAnswerer.answers`) and `embed`. A context longer than
+    `sequence_length` is read in overlapping windows, never cut.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        sequence_length,
+        stride=None,
+        max_question_length=None,
+        max_answer_length=30,
+        normalize_embeddings=False,
+    ):
+        from tfllm.inference import QuestionAnswerer
+
+        super().__init__(model, tokenizer, sequence_length, normalize_embeddings, name="question_answer_server")
+        self.answerer = QuestionAnswerer(model, tokenizer, sequence_length, stride, max_question_length, max_answer_length)
+        self.answer = tf.function(
+            self._answer,
+            input_signature=[tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")],
+            autograph=False,
+        )
+
+    def signatures(self):
+        return {"serving_default": self.answer, "embed": self.embed}
+
+    def warmup_requests(self):
+        inputs = {
+            "question": np.array([b"Where does the cat sit?", b""], dtype=object),
+            "context": np.array([b"The cat sits on the mat.", b""], dtype=object),
+        }
+        return [("serving_default", inputs), ("embed", {"text": _WARMUP_TEXTS})]
+
+    def _answer(self, question, context):
+        tf.debugging.assert_equal(
+            tf.shape(question), tf.shape(context), message="`question` and `context` must have the same batch size"
+        )
+        return {name: value[:, 0] for name, value in self.answerer.answers(question, context).items()}
+
+
 class MaskedLMServer(_BERTServer):
     """Fill the `[MASK]`: `{"text"}` -> the text with each mask filled, and the candidates.
 

@@ -12,7 +12,7 @@ def sliding_windows(lengths, window, stride):
 
     Args:
         lengths: int64 `[batch]`, the length of each sequence.
-        window: int, the most tokens in a window.
+        window: int, the most tokens in a window; or int `[batch]`, one for each sequence.
         stride: int in [1, window], the step between window starts.
 
     Returns:
@@ -20,10 +20,11 @@ def sliding_windows(lengths, window, stride):
         order), its first token and its number of tokens.
     """
     lengths = tf.cast(lengths, tf.int64)
+    window = tf.broadcast_to(tf.cast(window, tf.int64), tf.shape(lengths))
     beyond = tf.maximum(lengths - window, 0)
     counts = 1 + (beyond + stride - 1) // stride
     rows = tf.repeat(tf.range(tf.size(lengths, out_type=tf.int64)), counts)
     steps = tf.ragged.range(counts).flat_values
     starts = tf.minimum(steps * stride, tf.gather(beyond, rows))
-    sizes = tf.minimum(tf.gather(lengths, rows) - starts, window)
+    sizes = tf.minimum(tf.gather(lengths, rows) - starts, tf.gather(window, rows))
     return rows, starts, sizes
