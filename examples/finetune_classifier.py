@@ -61,19 +61,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--no-header", dest="has_header", action="store_const", const=False, help="every TSV/CSV row is an example"
     )
-    parser.add_argument(
-        "--init-from",
-        help="a pretrain_bert.py output directory (backbone.keras + tokenizer/) or a Hugging Face BERT "
-        "directory (config.json + model.safetensors + vocab.txt)",
-    )
-    parser.add_argument("--vocabulary-size", type=int, default=8192)
-    parser.add_argument("--cased", action="store_true")
     parser.add_argument("--sequence-length", type=int, default=48)
-    parser.add_argument("--num-layers", type=int, default=2)
-    parser.add_argument("--num-heads", type=int, default=2)
-    parser.add_argument("--hidden-dim", type=int, default=128)
-    parser.add_argument("--intermediate-dim", type=int, default=512)
-    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=3)
@@ -90,6 +78,7 @@ def parse_args(argv=None):
         help="comma-separated lengths, e.g. 16,32: batch texts of similar length and cut each batch to its "
         "bucket's length (less padding, faster; one XLA compilation per bucket)",
     )
+    harness.add_bert_flags(parser, num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
     return parser.parse_args(argv)
 
 

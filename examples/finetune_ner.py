@@ -47,20 +47,8 @@ def parse_args(argv=None):
         export_help="also export for TF Serving to this base path (e.g. saved_models/ner): a new version in it",
     )
     parser.add_argument("--scheme", choices=["auto", "IOB1", "IOB2", "BIOES"], default="auto", help="the files' tags")
-    parser.add_argument(
-        "--init-from",
-        help="a pretrain_bert.py output directory (backbone.keras + tokenizer/) or a Hugging Face BERT "
-        "directory (config.json + model.safetensors + vocab.txt)",
-    )
-    parser.add_argument("--vocabulary-size", type=int, default=8192)
-    parser.add_argument("--cased", action="store_true", help="a new tokenizer keeps case and accents")
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--stride", type=int, default=None, help="pieces between windows over long texts")
-    parser.add_argument("--num-layers", type=int, default=4)
-    parser.add_argument("--num-heads", type=int, default=4)
-    parser.add_argument("--hidden-dim", type=int, default=256)
-    parser.add_argument("--intermediate-dim", type=int, default=1024)
-    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=3)
@@ -76,6 +64,7 @@ def parse_args(argv=None):
         help="comma-separated lengths: batch sentences of similar length, each batch padded to its bucket "
         "('' pads every batch to --sequence-length)",
     )
+    harness.add_bert_flags(parser, num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     return parser.parse_args(argv)
 
 

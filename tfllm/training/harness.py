@@ -139,6 +139,23 @@ def load_bert(directory):
     )
 
 
+def add_bert_flags(parser, *, num_layers, num_heads, hidden_dim, intermediate_dim):
+    """Declares the flags `bert_and_tokenizer` reads: `--init-from`, and for a new model
+    `--vocabulary-size`, `--cased` and the model sizes (defaults given by the script)."""
+    parser.add_argument(
+        "--init-from",
+        help="a pretrain_bert.py output directory (backbone.keras + tokenizer/) or a Hugging Face BERT "
+        "directory (config.json + model.safetensors + vocab.txt)",
+    )
+    parser.add_argument("--vocabulary-size", type=int, default=8192)
+    parser.add_argument("--cased", action="store_true", help="a new tokenizer keeps case and accents")
+    parser.add_argument("--num-layers", type=int, default=num_layers)
+    parser.add_argument("--num-heads", type=int, default=num_heads)
+    parser.add_argument("--hidden-dim", type=int, default=hidden_dim)
+    parser.add_argument("--intermediate-dim", type=int, default=intermediate_dim)
+    parser.add_argument("--dropout", type=float, default=0.1)
+
+
 def bert_and_tokenizer(args, texts):
     """`(backbone, tokenizer)` for a fine-tuning script: loaded from `--init-from` (see
     `load_bert`; `--sequence-length` must fit its positions), or new: a WordPiece vocabulary of
