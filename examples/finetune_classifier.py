@@ -78,6 +78,13 @@ def parse_args(argv=None):
         help="comma-separated lengths, e.g. 16,32: batch texts of similar length and cut each batch to its "
         "bucket's length (less padding, faster; one XLA compilation per bucket)",
     )
+    parser.add_argument(
+        "--pooling",
+        choices=["cls", "mean"],
+        default="cls",
+        help="the text's summary for the classifier: the [CLS] state through BERT's pooler, or the mean of "
+        "the final hidden states",
+    )
     harness.add_bert_flags(parser, num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
     return parser.parse_args(argv)
 
@@ -131,7 +138,7 @@ def main(argv=None):
         validation = validation.apply(tf.data.experimental.assert_cardinality(sum(1 for _ in validation)))
 
     # ## The classifier
-    model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
+    model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout, pooling=args.pooling)
     train, length, total_steps = harness.training_length(train, args)
     model.compile(
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),

@@ -52,6 +52,14 @@ def test_classifier_in_a_fresh_process_equals_the_keras_model(classifier_bundle,
     np.testing.assert_allclose(answers[3]["embedding"], mean_pooled(backbone, pack(tf.constant(TEXTS))), atol=1e-5)
 
 
+def test_mean_pooled_classifier_exports_the_same_probabilities(wordpiece, tmp_path):
+    model = tfllm.models.BERTClassifier(tiny_bert(wordpiece), num_classes=len(LABELS), pooling="mean")
+    path = tfllm.export.export_classifier(model, wordpiece, LABELS, tmp_path / "mean", sequence_length=SEQUENCE_LENGTH)
+    served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(TEXTS))
+    expected = softmax(model.predict_on_batch(BERTInputPacker(wordpiece, SEQUENCE_LENGTH)(tf.constant(TEXTS))))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-6)
+
+
 def test_fill_mask_predicts_each_mask(masked_lm_bundle):
     pretrainer, backbone, tokenizer, path = masked_lm_bundle
     texts = ["the [MASK] film is [MASK] and [MASK]", "no masks here", ""]

@@ -191,6 +191,25 @@ def test_task_models_wrap_the_backbone_and_reload(tmp_path):
     np.testing.assert_allclose(to_numpy(reloaded(inputs)), expected, atol=1e-6)
 
 
+def test_mean_pooling_averages_real_tokens_only_and_reloads(tmp_path):
+    classifier = BERTClassifier(BERT("bert-test"), num_classes=3, pooling="mean")
+    inputs = bert_inputs(batch=2, seq=6)
+    inputs["padding_mask"][1, 4:] = 0
+    hidden = to_numpy(classifier.backbone(inputs)["sequence_output"])
+    mask = inputs["padding_mask"][..., None]
+    mean = (hidden * mask).sum(axis=1) / mask.sum(axis=1)
+    kernel, bias = (to_numpy(w) for w in classifier.output_dense.weights)
+    np.testing.assert_allclose(to_numpy(classifier(inputs)), mean @ kernel + bias, atol=1e-5)
+
+    path = str(tmp_path / "mean.keras")
+    classifier.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.pooling == "mean"
+    np.testing.assert_allclose(to_numpy(reloaded(inputs)), to_numpy(classifier(inputs)), atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        BERTClassifier(BERT("bert-test"), num_classes=3, pooling="max")
+
+
 def test_pretrainer_keeps_its_tie_through_save(tmp_path):
     from tfllm.models import BERTPretrainer
 

@@ -80,12 +80,17 @@ class BERTPretrainer(Task):
 
 @keras.saving.register_keras_serializable(package="tfllm")
 class BERTClassifier(Task):
-    """A sequence classifier: BERT's pooled output -> dropout -> dense logits.
+    """A sequence classifier: a pooled summary of the text -> dropout -> dense logits.
 
     Args:
         backbone: a `tfllm.models.BERT` (fresh, pretrained or imported).
         num_classes: int.
         dropout: the dropout rate before the output layer.
+        pooling: how the text is summed up: `"cls"`, the backbone's `pooled_output` (the
+            `[CLS]` state through its pooler, as BERT was pretrained), or `"mean"`, the
+            average of the final hidden states over the non-padding tokens. A BERT trained
+            from scratch on a few thousand examples learns faster from the mean, which needs
+            no attention pattern that gathers the text into `[CLS]`.
         name: the model's name.
 
     Inputs: `{"token_ids", "segment_ids", "padding_mask"}`. Output: float32 logits
@@ -101,10 +106,12 @@ class BERTClassifier(Task):
     (2, 3)
     """
 
-    def __init__(self, backbone, num_classes, dropout=0.1, name="bert_classifier", **kwargs):
+    def __init__(self, backbone, num_classes, dropout=0.1, pooling="cls", name="bert_classifier", **kwargs):
         _check_backbone(backbone, "BERTClassifier")
         num_classes = check_positive_int("num_classes", num_classes)
         dropout = check_rate("dropout", dropout)
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f'`pooling` must be "cls" or "mean". Received: pooling={pooling!r}')
         classifier_dropout = HashDropout(dropout, name="classifier_dropout")
         output_dense = keras.layers.Dense(
             num_classes,
@@ -114,10 +121,17 @@ class BERTClassifier(Task):
         )
 
         inputs = _backbone_inputs()
-        pooled = backbone(inputs)["pooled_output"]
+        outputs = backbone(inputs)
+        if pooling == "cls":
+            pooled = outputs["pooled_output"]
+        else:
+            mask = keras.ops.cast(inputs["padding_mask"], "bool")
+            pooled = keras.layers.GlobalAveragePooling1D(dtype=backbone.dtype_policy, name="mean_pooling")(
+                outputs["sequence_output"], mask=mask
+            )
         logits = output_dense(classifier_dropout(pooled))
         logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
-        config = dict(num_classes=num_classes, dropout=dropout)
+        config = dict(num_classes=num_classes, dropout=dropout, pooling=pooling)
         super().__init__(inputs, logits, backbone=backbone, config=config, name=name, **kwargs)
         self.output_dense = output_dense
 
