@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfllm.evaluation import entities as reference_entities
 from tfllm.inference import EntityRecognizer, sliding_windows
+from tfllm.inference.token_classification import viterbi_decode
 from tfllm.tokenizers import WordPieceTokenizer
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -101,6 +102,51 @@ def test_predict_tags_tags_each_word_by_its_first_piece(tokenizer):
         [],
         ["O"] * 20,
     ]
+
+
+def test_viterbi_decode_finds_the_best_allowed_sequence():
+    # Every sequence of up to 5 tags over 3 tags, some transitions forbidden: brute force agrees.
+    rng = np.random.default_rng(0)
+    transitions = rng.normal(size=(3, 3)).astype("float32")
+    transitions[0, 2] = transitions[2, 1] = -1e9
+    first = np.array([0.0, 0.5, -1e9], "float32")
+    scores = rng.normal(size=(40, 5, 3)).astype("float32")
+    lengths = rng.integers(0, 6, size=40)
+    decoded = viterbi_decode(scores, lengths, transitions, first).numpy()
+    for row, length in enumerate(lengths):
+
+        def total(tags):
+            return first[tags[0]] + sum(scores[row, t, tag] for t, tag in enumerate(tags)) + sum(
+                transitions[a, b] for a, b in zip(tags, tags[1:])
+            )
+
+        if length:
+            best = max(np.ndindex(*[3] * length), key=total)
+            assert tuple(decoded[row, :length]) == best, (row, length)
+    assert viterbi_decode(np.zeros((2, 0, 3)), [0, 0], transitions, first).shape == (2, 0)
+
+
+def test_constrained_tags_are_valid_iob2_and_keep_names_whole(tokenizer):
+    # Each word's best tag alone reads "ann lee" as I-PER I-PER (an entity cut from its B-);
+    # the best valid sequence is B-PER I-PER.
+    table = np.full((len(VOCABULARY), len(LABELS)), -4.0, "float32")
+    table[VOCABULARY.index("ann"), [LABELS.index("I-PER"), LABELS.index("B-PER")]] = [3.0, 2.5]
+    table[VOCABULARY.index("lee"), LABELS.index("I-PER")] = 4.0
+    table[VOCABULARY.index("in"), LABELS.index("O")] = 4.0
+    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in ("token_ids", "segment_ids", "padding_mask")}
+    logits = keras.layers.Embedding(len(VOCABULARY), len(LABELS), weights=[table])(inputs["token_ids"])
+    model = keras.Model(inputs, logits)
+    sentence = [["in", "ann", "lee"]]
+    assert EntityRecognizer(model, tokenizer, LABELS, 8).predict_tags(sentence) == [["O", "B-PER", "I-PER"]]
+    assert EntityRecognizer(model, tokenizer, LABELS, 8, constrained=False).predict_tags(sentence) == [
+        ["O", "I-PER", "I-PER"]
+    ]
+    out = EntityRecognizer(model, tokenizer, LABELS, 8).entities(tf.constant(["in ann lee", ""]))
+    assert out["entity_texts"].numpy().tolist() == [[b"ann lee"], [b""]]
+    # The score is the mean probability of the chosen tags, B-PER's included.
+    probabilities = tf.nn.softmax(table[[VOCABULARY.index("ann"), VOCABULARY.index("lee")]]).numpy()
+    expected = (probabilities[0, LABELS.index("B-PER")] + probabilities[1, LABELS.index("I-PER")]) / 2
+    np.testing.assert_allclose(out["entity_scores"].numpy()[0, 0], expected, rtol=1e-5)
 
 
 def test_bad_arguments(tokenizer):

@@ -31,9 +31,11 @@ class EntityRecognizer:
         labels: the tag of each class (`O`, `B-PER`, `I-PER`, ...), IOB2.
         sequence_length: int, the longest input the model reads.
         stride: int, the step between windows in pieces; default half a window.
+        constrained: bool, decode each sentence's most probable valid IOB2 tag sequence
+            (default) rather than each word's most probable tag.
     """
 
-    def __init__(self, model, tokenizer, labels, sequence_length, stride=None):
+    def __init__(self, model, tokenizer, labels, sequence_length, stride=None, constrained=True):
         if not isinstance(sequence_length, int) or sequence_length < 3:
             raise ValueError(f"`sequence_length` must be an int >= 3. Received: sequence_length={sequence_length!r}")
         window = sequence_length - 2
@@ -47,6 +49,12 @@ class EntityRecognizer:
             raise ValueError(f"The model has {num_classes} classes but {len(labels)} labels were given: {labels}")
         self.model, self.tokenizer, self.labels = model, tokenizer, labels
         self.window, self.stride = window, stride
+        self.constrained = bool(constrained)
+        # Viterbi's additive scores: 0 where a transition (or a first tag) is allowed.
+        inside = np.array([label.startswith("I-") for label in labels])
+        allowed = (types[:, None] == types[None, :]) & (types[:, None] > 0) | ~inside[None, :]
+        self._transitions = tf.constant(np.where(allowed, 0.0, _FORBIDDEN), tf.float32)
+        self._first = tf.constant(np.where(inside, _FORBIDDEN, 0.0), tf.float32)
         self.entity_types = sorted({label[2:] for label in labels if label != "O"})
         self._types = tf.constant(types, tf.int32)  # 0 for O, else 1 + the type's index
         self._begins = tf.constant(begins)
@@ -96,13 +104,21 @@ class EntityRecognizer:
             window_logits.flat_values, index.flat_values, tf.size(flat, out_type=tf.int64)
         )
         first_pieces = pieces.values.row_starts()  # each word's first piece, in `flat`
-        probabilities = tf.nn.softmax(tf.gather(piece_logits, first_pieces), axis=-1)
-        tag_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        words = pieces.row_splits
-        return (
-            tf.RaggedTensor.from_row_splits(tag_ids, words),
-            tf.RaggedTensor.from_row_splits(tf.reduce_max(probabilities, axis=-1), words),
+        probabilities = tf.RaggedTensor.from_row_splits(
+            tf.nn.softmax(tf.gather(piece_logits, first_pieces), axis=-1), pieces.row_splits
         )
+        if self.constrained:
+            tag_ids = viterbi_decode(
+                tf.math.log(probabilities.to_tensor() + 1e-12),
+                probabilities.row_lengths(),
+                self._transitions,
+                self._first,
+            )
+            tag_ids = tf.RaggedTensor.from_tensor(tag_ids, lengths=probabilities.row_lengths())
+        else:
+            tag_ids = tf.ragged.map_flat_values(tf.argmax, probabilities, axis=-1, output_type=tf.int32)
+        tag_probabilities = tf.gather(probabilities.flat_values, tag_ids.flat_values, batch_dims=1)
+        return tag_ids, tag_ids.with_flat_values(tag_probabilities)
 
     def predict_tags(self, sentences, batch_size=64):
         """The tag of each word of already split sentences (lists of word strings), eagerly.
@@ -193,6 +209,57 @@ class EntityRecognizer:
             "last_word": per_row(last),
             "score": per_row(score),
         }
+
+
+_FORBIDDEN = -1e9
+
+
+def viterbi_decode(scores, lengths, transitions, first):
+    """The best-scoring tag sequence of each row, in TensorFlow ops.
+
+    Args:
+        scores: float32 `[batch, time, tags]`, each position's score for each tag (e.g. log
+            probabilities); positions at or past a row's length are ignored.
+        lengths: int `[batch]`, each row's length.
+        transitions: float32 `[tags, tags]`, added for tag `i` followed by tag `j`
+            (a large negative number forbids it).
+        first: float32 `[tags]`, added for the first tag of a row.
+
+    Returns:
+        int32 `[batch, time]`: the tags maximising the sum of the scores, transitions and
+        first-tag score over each row's length (the last real tag repeated past it).
+    """
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    lengths = tf.cast(lengths, tf.int32)
+    num_tags = tf.shape(scores)[2]
+    steps = tf.transpose(scores, [1, 0, 2])  # [time, batch, tags]
+    keep = tf.range(num_tags)[None, :] + tf.zeros_like(lengths)[:, None]  # "stay on this tag"
+
+    def forward(carry, step):
+        total, _ = carry
+        position, emission = step
+        candidates = total[:, :, None] + transitions[None]  # [batch, from, to]
+        active = (position < lengths)[:, None]
+        best = tf.where(active, tf.argmax(candidates, axis=1, output_type=tf.int32), keep)
+        total = tf.where(active, tf.reduce_max(candidates, axis=1) + emission, total)
+        return total, best
+
+    def decode():
+        start = first[None, :] + steps[0]
+        totals, back = tf.scan(
+            forward, (tf.range(1, tf.shape(steps)[0]), steps[1:]), initializer=(start, keep)
+        )
+        final = tf.concat([start[None], totals], axis=0)[-1]
+        last = tf.argmax(final, axis=-1, output_type=tf.int32)
+        # Back through the pointers: the tag before each position's tag.
+        earlier = tf.scan(
+            lambda tag, pointers: tf.gather(pointers, tag, batch_dims=1), back, initializer=last, reverse=True
+        )
+        return tf.transpose(tf.concat([earlier, last[None]], axis=0))
+
+    return tf.cond(
+        tf.shape(steps)[0] > 0, decode, lambda: tf.zeros([tf.shape(scores)[0], 0], tf.int32)
+    )
 
 
 def _label_table(labels):
