@@ -130,6 +130,7 @@ def main(argv=None):
         "validation_sentences": len(validation),
         "entity_types": train.entity_types,
         "sequence_length": args.sequence_length,
+        "stride": args.stride,
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
         "initialised_from": args.init_from or "scratch",

@@ -9,7 +9,7 @@ Training (the example scripts' programs, with their flags; `tfllm train-gpt --he
 
 Using a trained model (RUN: a training script's --output-dir, or a Hugging Face directory):
     tfllm generate RUN --prompt "ROMEO:" --stream
-    tfllm export gpt RUN saved_models/gpt              (also: classifier, masked-lm)
+    tfllm export gpt RUN saved_models/gpt              (also: classifier, ner, qa, masked-lm)
     tfllm audit saved_models/gpt/1
     tfllm attention RUN --text "The cat sat" --layer 0 --output attention.png
     tfllm attribute RUN --text "A fine film" --output why        (why.png and why.html)
@@ -148,6 +148,22 @@ def _export(args):
             run.model, run.tokenizer, run.labels, args.base_path, sequence_length=length,
             text_pair=bool(run.metrics.get("text_pair")),
         )
+    elif args.kind == "ner":
+        if run.labels is None:
+            raise ValueError(f"{args.run!r} has no labels.json: is it a finetune_ner.py output?")
+        length = args.sequence_length or run.metrics.get("sequence_length") or run.model.backbone.max_sequence_length
+        path = tfllm.export.export_token_classifier(
+            run.model, run.tokenizer, run.labels, args.base_path, sequence_length=length, stride=run.metrics.get("stride")
+        )
+    elif args.kind == "qa":
+        windowing_path = os.path.join(args.run, "qa.json")
+        if not os.path.exists(windowing_path):
+            raise ValueError(f"{args.run!r} has no qa.json: is it a finetune_qa.py output?")
+        with open(windowing_path) as file:
+            windowing = json.load(file)
+        if args.sequence_length:
+            windowing["sequence_length"] = args.sequence_length
+        path = tfllm.export.export_question_answerer(run.model, run.tokenizer, args.base_path, **windowing)
     else:
         length = args.sequence_length or run.model.backbone.max_sequence_length
         path = tfllm.export.export_masked_lm(run.model, run.tokenizer, args.base_path, sequence_length=length)
@@ -318,11 +334,11 @@ def _parser():
         "export", help="export a trained model for TF Serving",
         epilog="example: tfllm export classifier runs/sst2 saved_models/sentiment",
     )
-    export.add_argument("kind", choices=["gpt", "classifier", "masked-lm"])
+    export.add_argument("kind", choices=["gpt", "classifier", "ner", "qa", "masked-lm"])
     export.add_argument("run", help="the training script's --output-dir")
     export.add_argument("base_path", help="the model's base path, e.g. saved_models/NAME (a new version in it)")
     export.add_argument("--max-new-tokens", type=int, default=None, help="gpt: the served cap")
-    export.add_argument("--sequence-length", type=int, default=None, help="classifier, masked-lm: the packed length")
+    export.add_argument("--sequence-length", type=int, default=None, help="classifier, ner, qa, masked-lm: the model's input length (default: the training run's)")
     export.set_defaults(run_command=_export)
 
     audit = commands.add_parser("audit", help="check an exported SavedModel's ops and signatures for TF Serving")

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tests.examples.conftest import EXAMPLES, load_example
 import tfllm
+from tfllm import cli
 from tfllm.data import BERTInputPacker
 from tfllm.tokenizers import WordPieceTokenizer
 
@@ -179,6 +180,13 @@ def test_finetune_ner_learns_entities_scores_and_exports(tmp_path):
     assert b"Oslo" in out["entity_texts"].numpy()[0].tolist()
     oslo = out["entity_texts"].numpy()[0].tolist().index(b"Oslo")
     assert out["entity_types"].numpy()[0][oslo] == b"LOC" and out["entity_starts"].numpy()[0][oslo] == 21
+    # `tfllm export ner RUN` exports the run again, with its sequence length and stride.
+    assert cli.main(["export", "ner", output_dir, str(tmp_path / "cli" / "ner")]) == 0
+    again = tf.saved_model.load(str(tmp_path / "cli" / "ner" / "1")).signatures["serving_default"]
+    text = tf.constant(["Anna met the team in Oslo today", ""])
+    assert {k: v.numpy().tolist() for k, v in again(text=text).items()} == {
+        k: v.numpy().tolist() for k, v in served(text=text).items()
+    }
 
 
 def test_finetune_qa_learns_spans_scores_and_exports(tmp_path):
@@ -220,3 +228,7 @@ def test_finetune_qa_learns_spans_scores_and_exports(tmp_path):
     out = served(question=tf.constant(["Which city ?", "Who ?"]), context=tf.constant([context] * 2))
     assert out["answer"].numpy().tolist() == [b"Oslo", b"Dora"]
     assert out["answer_start"].numpy().tolist() == [context.index("Oslo"), context.index("Dora")]
+    assert cli.main(["export", "qa", output_dir, str(tmp_path / "cli" / "qa")]) == 0
+    again = tf.saved_model.load(str(tmp_path / "cli" / "qa" / "1")).signatures["serving_default"]
+    out_again = again(question=tf.constant(["Which city ?", "Who ?"]), context=tf.constant([context] * 2))
+    assert {k: v.numpy().tolist() for k, v in out_again.items()} == {k: v.numpy().tolist() for k, v in out.items()}

@@ -340,7 +340,7 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 def write_metrics(output_dir, metrics):
-    """Writes `metrics` (a dict of numbers and strings) to `output_dir/metrics.json`."""
+    """Writes `metrics` (a dict of numbers, strings and None) to `output_dir/metrics.json`."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "metrics.json")
     with open(path, "w") as file:
@@ -349,6 +349,8 @@ def write_metrics(output_dir, metrics):
 
 
 def _plain(value):
+    if value is None:
+        return None  # JSON null, read back as None
     try:
         return float(value) if not isinstance(value, (str, int, bool, list, dict)) else value
     except (TypeError, ValueError):
