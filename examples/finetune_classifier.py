@@ -65,19 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="train for this many batches in all (looping over --data as needed) instead of --epochs; "
-        "the learning-rate schedule spans them",
-    )
-    parser.add_argument(
-        "--bucket-boundaries",
-        default=None,
-        help="comma-separated lengths, e.g. 16,32: batch texts of similar length and cut each batch to its "
-        "bucket's length (less padding, faster; one XLA compilation per bucket)",
-    )
+    harness.add_length_flags(parser, bucket_boundaries=None, examples="texts")
     parser.add_argument(
         "--pooling",
         choices=["cls", "mean"],
@@ -130,8 +118,8 @@ def main(argv=None):
     )
     with open(os.path.join(args.output_dir, "labels.json"), "w") as file:
         json.dump(labels, file)
-    if args.bucket_boundaries:
-        boundaries = [int(length) for length in args.bucket_boundaries.split(",")]
+    boundaries = harness.bucket_boundaries(args)
+    if boundaries:
         train = bucket_by_length(train, args.batch_size, boundaries)
         validation = bucket_by_length(validation, args.batch_size, boundaries)
         # Bucketing hides the number of batches; Keras warns when a dataset of unknown size ends.

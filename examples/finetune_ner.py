@@ -52,18 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="train for this many batches in all (looping over --data) instead of --epochs; the schedule spans them",
-    )
-    parser.add_argument(
-        "--bucket-boundaries",
-        default="32,64",
-        help="comma-separated lengths: batch sentences of similar length, each batch padded to its bucket "
-        "('' pads every batch to --sequence-length)",
-    )
+    harness.add_length_flags(parser, bucket_boundaries="32,64", examples="sentences")
     harness.add_bert_flags(parser, num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     return parser.parse_args(argv)
 
@@ -97,9 +86,7 @@ def main(argv=None):
         json.dump(labels, file)
 
     # ## The pipeline: words -> pieces, a label on each word's first piece, `[CLS] ... [SEP]`
-    boundaries = [int(length) for length in args.bucket_boundaries.split(",") if length] or None
-    if boundaries:
-        boundaries = [length for length in boundaries if length < args.sequence_length] or None
+    boundaries = harness.bucket_boundaries(args)
     train_batches = token_classification_dataset(
         train, tokenizer, labels, args.sequence_length, args.batch_size, seed=args.seed, boundaries=boundaries
     )

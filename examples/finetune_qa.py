@@ -51,18 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="train for this many batches in all (looping over --data) instead of --epochs; the schedule spans them",
-    )
-    parser.add_argument(
-        "--bucket-boundaries",
-        default="128,192",
-        help="comma-separated lengths: batch windows of similar length, each batch cut to its bucket "
-        "('' pads every batch to --sequence-length)",
-    )
+    harness.add_length_flags(parser, bucket_boundaries="128,192", examples="windows")
     harness.add_bert_flags(parser, num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     return parser.parse_args(argv)
 
@@ -109,7 +98,7 @@ def main(argv=None):
         json.dump(windowing, file)
 
     # ## The pipeline: [CLS] question [SEP] context window [SEP], the answer's first and last piece
-    boundaries = [int(length) for length in args.bucket_boundaries.split(",") if length] or None
+    boundaries = harness.bucket_boundaries(args)
     train_batches = question_answering_dataset(
         train,
         tokenizer,

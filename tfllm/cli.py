@@ -85,16 +85,21 @@ def _program(name):
     return importlib.import_module(f"tfllm.examples.{name}")
 
 
-def _run_program(name, argv):
+def _run_program(name, argv, training=True):
     # As `python examples/<name>.py` runs it; the `tfllm` command chose the CPU allocator
-    # when it started (tfllm/__init__.py).
-    _program(name).main(argv)
+    # when it started (tfllm/__init__.py). A training program returns its metrics, printed
+    # as `harness.run` prints them.
+    result = _program(name).main(argv)
+    if training:
+        from tfllm.training import harness
+
+        harness.print_metrics(result)
     return 0
 
 
 def _generate(args, rest):
     if not args.stream:
-        return _run_program("generate", ["--model-dir", args.run, *_prompts(args), *rest])
+        return _run_program("generate", ["--model-dir", args.run, *_prompts(args), *rest], training=False)
     from tfllm.generation import stream_text
     from tfllm.training import harness
 
@@ -130,6 +135,14 @@ def _sampling_options(rest):
     return {key: value for key, value in vars(args).items() if value is not None}
 
 
+def _labelled_run_length(run, args, program):
+    """The sequence length to run a labelled task's RUN at: `--sequence-length`, else the one it
+    trained with, else the backbone's longest. Raises when RUN has no labels.json."""
+    if run.labels is None:
+        raise ValueError(f"{args.run!r} has no labels.json: is it a {program} output?")
+    return args.sequence_length or run.metrics.get("sequence_length") or run.model.backbone.max_sequence_length
+
+
 def _export(args):
     import tfllm
     from tfllm.training import harness
@@ -141,17 +154,13 @@ def _export(args):
     if args.kind == "gpt":
         path = tfllm.export.export_gpt(run.model, run.tokenizer, args.base_path, max_new_tokens=args.max_new_tokens)
     elif args.kind == "classifier":
-        if run.labels is None:
-            raise ValueError(f"{args.run!r} has no labels.json: is it a finetune_classifier.py output?")
-        length = args.sequence_length or run.metrics.get("sequence_length") or run.model.backbone.max_sequence_length
+        length = _labelled_run_length(run, args, "finetune_classifier.py")
         path = tfllm.export.export_classifier(
             run.model, run.tokenizer, run.labels, args.base_path, sequence_length=length,
             text_pair=bool(run.metrics.get("text_pair")),
         )
     elif args.kind == "ner":
-        if run.labels is None:
-            raise ValueError(f"{args.run!r} has no labels.json: is it a finetune_ner.py output?")
-        length = args.sequence_length or run.metrics.get("sequence_length") or run.model.backbone.max_sequence_length
+        length = _labelled_run_length(run, args, "finetune_ner.py")
         path = tfllm.export.export_token_classifier(
             run.model, run.tokenizer, run.labels, args.base_path, sequence_length=length, stride=run.metrics.get("stride")
         )
@@ -212,9 +221,7 @@ def _evaluate_classifier(run, args):
     from tfllm.data import classification_dataset
     from tfllm.evaluation import classification_metrics
 
-    if run.labels is None:
-        raise ValueError(f"{args.run!r} has no labels.json: is it a finetune_classifier.py output?")
-    length = args.sequence_length or run.metrics.get("sequence_length") or run.model.backbone.max_sequence_length
+    length = _labelled_run_length(run, args, "finetune_classifier.py")
     dataset, _ = classification_dataset(
         args.data, run.tokenizer, length, 64, label_vocabulary=run.labels, shuffle_buffer=0,
         text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column,

@@ -199,3 +199,30 @@ def test_a_backup_torn_by_a_kill_is_survived(tmp_path):
     (aside,) = [name for name in os.listdir(fresh) if name.startswith("backup.unreadable-")]
     assert aside in restarted.stderr
     assert open(os.path.join(fresh, aside, "latest.weights.h5"), "rb").read() == b"torn"  # kept, not deleted
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [("16,32", [16, 32]), ("32, 16,16", [16, 32]), ("16,64", [16]), ("64", None), ("", None), (None, [8])],
+)
+def test_bucket_boundaries_are_sorted_and_below_the_sequence_length(flag, expected):
+    import argparse
+
+    from tfllm.training import harness
+
+    parser = argparse.ArgumentParser()
+    harness.add_length_flags(parser, bucket_boundaries="8", examples="texts")
+    args = parser.parse_args([] if flag is None else ["--bucket-boundaries", flag])
+    args.sequence_length = 48
+    assert harness.bucket_boundaries(args) == expected
+
+
+@pytest.mark.parametrize("flag, message", [("16,x", "comma-separated integers"), ("0,16", "positive")])
+def test_bad_bucket_boundaries_are_named(flag, message):
+    import argparse
+
+    from tfllm.training import harness
+
+    args = argparse.Namespace(bucket_boundaries=flag, sequence_length=48)
+    with pytest.raises(ValueError, match=message):
+        harness.bucket_boundaries(args)

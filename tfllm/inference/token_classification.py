@@ -108,13 +108,11 @@ class EntityRecognizer:
             tf.nn.softmax(tf.gather(piece_logits, first_pieces), axis=-1), pieces.row_splits
         )
         if self.constrained:
+            words = probabilities.row_lengths()
             tag_ids = viterbi_decode(
-                tf.math.log(probabilities.to_tensor() + 1e-12),
-                probabilities.row_lengths(),
-                self._transitions,
-                self._first,
+                tf.math.log(probabilities.to_tensor() + 1e-12), words, self._transitions, self._first
             )
-            tag_ids = tf.RaggedTensor.from_tensor(tag_ids, lengths=probabilities.row_lengths())
+            tag_ids = tf.RaggedTensor.from_tensor(tag_ids, lengths=words)
         else:
             tag_ids = tf.ragged.map_flat_values(tf.argmax, probabilities, axis=-1, output_type=tf.int32)
         tag_probabilities = tf.gather(probabilities.flat_values, tag_ids.flat_values, batch_dims=1)

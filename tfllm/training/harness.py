@@ -82,6 +82,37 @@ def fit(model, train, args, **fit_kwargs):
     return history, time.time() - begin
 
 
+def add_length_flags(parser, *, bucket_boundaries, examples):
+    """`--steps` and `--bucket-boundaries` (default `bucket_boundaries`; `examples` names what
+    the buckets group, e.g. "texts"), read back by `training_length` and `bucket_boundaries`."""
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train for this many batches in all (looping over --data as needed) instead of --epochs; "
+        "the learning-rate schedule spans them",
+    )
+    parser.add_argument(
+        "--bucket-boundaries",
+        default=bucket_boundaries,
+        help=f"comma-separated lengths, e.g. 16,32: batch {examples} of similar length and cut each batch to "
+        "its bucket's length (less padding, faster; one XLA compilation per bucket); '' pads every batch to "
+        "--sequence-length",
+    )
+
+
+def bucket_boundaries(args):
+    """`--bucket-boundaries` as a sorted list of lengths below `--sequence-length`, or None."""
+    text = args.bucket_boundaries or ""
+    try:
+        lengths = [int(length) for length in text.split(",") if length.strip()]
+    except ValueError:
+        raise ValueError(f"--bucket-boundaries takes comma-separated integers, e.g. 16,32. Received: {text!r}")
+    if any(length <= 0 for length in lengths):
+        raise ValueError(f"--bucket-boundaries must be positive lengths. Received: {text!r}")
+    return sorted(length for length in set(lengths) if length < args.sequence_length) or None
+
+
 def training_length(train, args):
     """`(train, fit_kwargs, total_steps)` for `--steps` or `--epochs`.
 
@@ -96,17 +127,17 @@ def training_length(train, args):
 
 def finish(args, metrics, export=None):
     """Exports with `export(args.export_dir)` when `--export-dir` is given (its path goes into
-    the metrics as `export_path`), writes `metrics.json`, prints the metrics, returns them."""
+    the metrics as `export_path`), writes `metrics.json` and returns the metrics."""
     if args.export_dir and export is not None:
         metrics["export_path"] = export(args.export_dir)
     write_metrics(args.output_dir, metrics)
-    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
     return metrics
 
 
 def run(main):
     """Runs a script's `main()` from the command line: TensorFlow's pooled CPU allocator is
-    chosen before the first tensor (see `use_pooled_cpu_allocator`) and its logging quietened."""
+    chosen before the first tensor (see `use_pooled_cpu_allocator`) and its logging quietened;
+    the metrics `main()` returns are printed, floats rounded to 4 places."""
     from tfllm.training.allocator import use_pooled_cpu_allocator
 
     use_pooled_cpu_allocator()
@@ -114,7 +145,14 @@ def run(main):
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
-    return main()
+    metrics = main()
+    print_metrics(metrics)
+    return metrics
+
+
+def print_metrics(metrics):
+    """Prints a run's metrics on one line, floats rounded to 4 places."""
+    print({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()})
 
 
 def load_bert(directory):
