@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: the whole suite on the TensorFlow backend, then the backend-agnostic
-# layers, models, generation, the cross-entropy and the GPU benchmark's code path again on JAX. Slow tests are opt-in: `pytest -m slow`.
+# layers, models, generation, LoRA, the cross-entropy and the GPU benchmark's code path again on JAX. Slow tests are opt-in: `pytest -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pytest -m "not slow" "$@"
-KERAS_BACKEND=jax python -m pytest -m "not slow" tests/layers tests/models tests/generation tests/training/test_losses.py tests/benchmarks/test_gpu.py "$@"
+KERAS_BACKEND=jax python -m pytest -m "not slow" tests/layers tests/models tests/generation tests/compression tests/training/test_losses.py tests/benchmarks/test_gpu.py "$@"

@@ -2,7 +2,8 @@
 
 `import tfllm` registers every serializable tfllm object (layers, schedules, metrics), so
 `.keras` files reload with no `custom_objects`. The other subpackages (`data`,
-`tokenizers`, `generation`, `export`, `convert`, `evaluation`, `inspect`) load on first use.
+`tokenizers`, `generation`, `export`, `convert`, `evaluation`, `inspect`, `compression`) load on
+first use.
 """
 
 import importlib
@@ -40,7 +41,7 @@ from tfllm import layers, models, training  # noqa: E402
 
 __version__ = "0.1.0"
 
-_LAZY = ("data", "tokenizers", "generation", "export", "convert", "evaluation", "inspect")
+_LAZY = ("data", "tokenizers", "generation", "export", "convert", "evaluation", "inspect", "compression")
 
 
 def __getattr__(name):

@@ -16,6 +16,11 @@ from tfllm.layers.dropout import HashDropout
 # Added to attention logits (kept in float32) at masked positions.
 _MASK_VALUE = -1e9
 
+# The projections a low-rank adapter can go on (`TransformerBlock.enable_lora`): the query,
+# key and value parts of the fused projection each on its own, and the other three kernels.
+LORA_TARGETS = ("query", "key", "value", "attention_output", "feedforward_intermediate", "feedforward_output")
+_QKV = ("query", "key", "value")
+
 
 @keras.saving.register_keras_serializable(package="tfllm")
 class TransformerBlock(keras.layers.Layer):
@@ -64,6 +69,13 @@ class TransformerBlock(keras.layers.Layer):
         kernel_initializer: initializer for the dense kernels.
         bias_initializer: initializer for the dense biases.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Low-rank adaptation: `enable_lora(rank, alpha, targets)` adds LoRA adapters (Hu et al.,
+    2021) to chosen projections and freezes the block's own weights: each target's output gains
+    `(x @ A) @ B * alpha / rank`, A `(input, rank)` random and B `(rank, output)` zeros, so the
+    block starts out computing exactly what it did. `"query"`, `"key"` and `"value"` adapt
+    those thirds of the fused projection separately. `tfllm.compression.merge_lora` folds the
+    adapters into the kernels.
 
     Call arguments:
         inputs: float tensor `(batch, seq, hidden_dim)`.
@@ -156,6 +168,10 @@ class TransformerBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
+        self.lora_rank = None
+        self.lora_alpha = None
+        self.lora_targets = ()
+        self._lora = {}  # target -> (A, B)
 
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
@@ -229,7 +245,7 @@ class TransformerBlock(keras.layers.Layer):
             if cache_index is None:
                 raise ValueError("`cache_index` is required when `cache` is given.")
             x, cache = self._cached_attention(x, padding_mask, attention_mask, cache, cache_index, xla, training)
-        x = self.attention_output_dropout(self.attention_output_dense(x), training=training)
+        x = self.attention_output_dropout(self._project("attention_output", x), training=training)
         x = x + residual
         if not self.normalize_first:
             x = self.attention_layer_norm(x)
@@ -237,8 +253,8 @@ class TransformerBlock(keras.layers.Layer):
         residual = x
         if self.normalize_first:
             x = self.feedforward_layer_norm(x)
-        x = self._activation_fn(self.feedforward_intermediate_dense(x))
-        x = self.feedforward_output_dropout(self.feedforward_output_dense(x), training=training)
+        x = self._activation_fn(self._project("feedforward_intermediate", x))
+        x = self.feedforward_output_dropout(self._project("feedforward_output", x), training=training)
         x = x + residual
         if not self.normalize_first:
             x = self.feedforward_layer_norm(x)
@@ -248,6 +264,100 @@ class TransformerBlock(keras.layers.Layer):
         if cache is None:
             return x
         return x, cache
+
+    def enable_lora(self, rank, alpha=None, targets=("query", "value")):
+        """Adds LoRA adapters of `rank` to the projections in `targets` (see `LORA_TARGETS`)
+        and freezes the block's own weights; the adapters alone train. `alpha` (default
+        `rank`) scales the update by `alpha / rank`. The adapters are float32 variables
+        `lora_<target>_a` and `lora_<target>_b`.
+        """
+        if not self.built:
+            raise ValueError(f"{self.name} must be built before LoRA can be enabled on it.")
+        if self.lora_rank is not None:
+            raise ValueError(f"LoRA is already enabled on {self.name} (rank {self.lora_rank}).")
+        rank = check_positive_int("rank", rank)
+        alpha = float(rank) if alpha is None else check_positive_float("alpha", alpha)
+        targets = check_lora_targets(targets)
+        quantized = [layer.name for layer in self._projections().values() if layer.quantization_mode is not None]
+        if quantized:
+            raise ValueError(
+                f"LoRA cannot go on {self.name}: {', '.join(quantized)} are quantized "
+                f"({self.qkv_dense.quantization_mode}). Enable LoRA first, merge it, then quantize."
+            )
+        shapes = self._lora_shapes()
+        self._tracker.unlock()
+        for target in targets:
+            inputs, outputs = shapes[target]
+            a = self.add_weight(
+                name=f"lora_{target}_a", shape=(inputs, rank), initializer="he_uniform", dtype="float32"
+            )
+            b = self.add_weight(name=f"lora_{target}_b", shape=(rank, outputs), initializer="zeros", dtype="float32")
+            self._lora[target] = (a, b)
+        self._tracker.lock()
+        for layer in self._sublayers():
+            layer.trainable = False
+        self.lora_rank, self.lora_alpha, self.lora_targets = rank, alpha, targets
+
+    def merged_kernels(self):
+        """`{kernel variable path: float32 value}` for each adapted projection: its kernel plus the adapters'
+        `A @ B * alpha / rank` (the query, key and value updates in their thirds of the fused
+        kernel). Nothing is changed; `tfllm.compression.merge_lora` builds the model from them."""
+        if not self.lora_rank:
+            raise ValueError(f"{self.name} has no LoRA adapters to merge.")
+        scale = self.lora_alpha / self.lora_rank
+        merged = {}
+        for target, (a, b) in self._lora.items():
+            kernel = (self.qkv_dense if target in _QKV else self._projections()[target]).kernel
+            delta = ops.matmul(a, b) * scale
+            if target in _QKV:
+                index = _QKV.index(target)
+                delta = ops.pad(delta, [(0, 0), (index * self.hidden_dim, (2 - index) * self.hidden_dim)])
+            base = merged.get(kernel.path, ops.cast(kernel, "float32"))
+            merged[kernel.path] = base + delta
+        return merged
+
+    def _projections(self):
+        return {
+            "qkv": self.qkv_dense,
+            "attention_output": self.attention_output_dense,
+            "feedforward_intermediate": self.feedforward_intermediate_dense,
+            "feedforward_output": self.feedforward_output_dense,
+        }
+
+    def _sublayers(self):
+        return [*self._projections().values(), self.attention_layer_norm, self.feedforward_layer_norm]
+
+    def _lora_shapes(self):
+        hidden, intermediate = self.hidden_dim, self.intermediate_dim
+        return {
+            "query": (hidden, hidden),
+            "key": (hidden, hidden),
+            "value": (hidden, hidden),
+            "attention_output": (hidden, hidden),
+            "feedforward_intermediate": (hidden, intermediate),
+            "feedforward_output": (intermediate, hidden),
+        }
+
+    def _lora_update(self, target, x):
+        a, b = self._lora[target]
+        scale = ops.cast(self.lora_alpha / self.lora_rank, x.dtype)
+        return ops.matmul(ops.matmul(x, ops.cast(a, x.dtype)), ops.cast(b, x.dtype)) * scale
+
+    def _project(self, target, x):
+        """`x` through the projection `target`, plus its adapter's update when it has one."""
+        y = self._projections()[target](x)
+        return y + self._lora_update(target, x) if target in self._lora else y
+
+    def _project_qkv(self, x):
+        """The fused query/key/value projection, plus the adapters' updates of their thirds."""
+        qkv = self.qkv_dense(x)
+        if not any(target in self._lora for target in _QKV):
+            return qkv
+        parts = ops.split(qkv, 3, axis=-1)
+        return ops.concatenate(
+            [part + self._lora_update(target, x) if target in self._lora else part for part, target in zip(parts, _QKV)],
+            axis=-1,
+        )
 
     def empty_cache(self, batch_size, max_length):
         """A zero cache for `batch_size` rows of `max_length` positions: `(key_cache, value_cache)`.
@@ -268,7 +378,7 @@ class TransformerBlock(keras.layers.Layer):
         # writes a zero-filled copy of the whole projection.
         heads_shape = (batch_size, sequence_length, self.num_heads, self.head_dim)
         # (batch, seq, heads, head_dim) each
-        query, key, value = [ops.reshape(part, heads_shape) for part in ops.split(self.qkv_dense(x), 3, axis=-1)]
+        query, key, value = [ops.reshape(part, heads_shape) for part in ops.split(self._project_qkv(x), 3, axis=-1)]
         if output_length is not None:
             query = query[:, :output_length]
         query_length = ops.shape(query)[1]
@@ -300,7 +410,7 @@ class TransformerBlock(keras.layers.Layer):
         rows, length = ops.shape(x)[0], ops.shape(x)[1]
         heads, head_dim = self.num_heads, self.head_dim
         # (3, rows, heads, seq, head_dim)
-        qkv = ops.transpose(ops.reshape(self.qkv_dense(x), (rows, length, 3, heads, head_dim)), (2, 0, 3, 1, 4))
+        qkv = ops.transpose(ops.reshape(self._project_qkv(x), (rows, length, 3, heads, head_dim)), (2, 0, 3, 1, 4))
         query, key, value = qkv[0], qkv[1], qkv[2]
 
         start = ops.reshape(ops.cast(cache_index, "int32"), (-1, 1))
@@ -431,6 +541,19 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def check_lora_targets(targets):
+    """`targets` as a tuple of distinct names from `LORA_TARGETS`, or a `ValueError`."""
+    if isinstance(targets, str):
+        targets = (targets,)
+    targets = tuple(targets)
+    unknown = [target for target in targets if target not in LORA_TARGETS]
+    if unknown or not targets or len(set(targets)) != len(targets):
+        raise ValueError(
+            f"LoRA targets must be distinct names from {', '.join(LORA_TARGETS)}. Received: {list(targets)}"
+        )
+    return targets
 
 
 def _cache_indices(token_positions, heads, head_dim=None):

@@ -11,6 +11,7 @@ import keras
 
 from tfllm._validation import check_positive_float, check_positive_int, check_rate
 from tfllm.layers import HashDropout, PositionalEmbedding, ReversibleEmbedding, TransformerBlock
+from tfllm.layers.transformer_block import check_lora_targets
 from tfllm.models.presets import PRESETS
 
 _POSITIVE_INTS = (
@@ -128,21 +129,66 @@ class Backbone(keras.Model):
         """
         return cls(preset, **overrides)
 
+    def enable_lora(self, rank, alpha=None, targets=("query", "value")):
+        """Puts LoRA adapters of `rank` on the `targets` projections of every transformer block
+        and freezes every other weight of the backbone, so only the adapters train.
+
+        `targets` are names from `tfllm.layers.transformer_block.LORA_TARGETS`: `"query"`,
+        `"key"`, `"value"` (each third of the fused projection on its own),
+        `"attention_output"`, `"feedforward_intermediate"`, `"feedforward_output"`. `alpha`
+        (default `rank`) scales the update by `alpha / rank`. The adapters are saved with the
+        model (`.keras` reloads them) and alone by `tfllm.compression.save_lora`;
+        `tfllm.compression.merge_lora` folds them into the kernels. Raises, with the model
+        unchanged, on a bad rank or target, a second call, or a quantized model.
+        """
+        rank = check_positive_int("rank", rank)
+        alpha = float(rank) if alpha is None else check_positive_float("alpha", alpha)
+        targets = check_lora_targets(targets)
+        if self.lora is not None:
+            raise ValueError(f"LoRA is already enabled on {self.name}: {self.lora}.")
+        quantized = [layer.name for layer in self._flatten_layers() if getattr(layer, "quantization_mode", None)]
+        if quantized:
+            raise ValueError(
+                f"LoRA cannot go on the quantized {self.name} ({', '.join(quantized[:3])}, ...): "
+                "enable LoRA on the float model, merge it, then quantize."
+            )
+        for layer in self.layers:
+            if not isinstance(layer, TransformerBlock):
+                layer.trainable = False
+        for block in self.transformer_blocks:
+            block.enable_lora(rank, alpha, targets)
+
+    @property
+    def lora(self):
+        """`{"rank", "alpha", "targets"}` of the LoRA adapters, or None without them."""
+        block = self.transformer_blocks[0]
+        if block.lora_rank is None:
+            return None
+        return {"rank": block.lora_rank, "alpha": block.lora_alpha, "targets": list(block.lora_targets)}
+
     def get_config(self):
-        # Not Functional's config (a graph of layers): the keyword config `__init__` takes.
-        return {
+        # Not Functional's config (a graph of layers): the keyword config `__init__` takes,
+        # and the LoRA adapters' settings where the model has them.
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             **{key: getattr(self, key) for key in self.defaults},
         }
+        if self.lora is not None:
+            config["lora"] = self.lora
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        lora = config.pop("lora", None)
+        model = cls(**config)
+        if lora is not None:
+            model.enable_lora(**lora)
+        return model
 
 
 class Task(keras.Model):
@@ -160,6 +206,11 @@ class Task(keras.Model):
         self._head_config = dict(config)
         for key, value in config.items():
             setattr(self, key, value)
+
+    def enable_lora(self, rank, alpha=None, targets=("query", "value")):
+        """`Backbone.enable_lora` on the backbone: its adapters train, the rest of it is frozen,
+        and the task's head stays trainable."""
+        self.backbone.enable_lora(rank, alpha, targets)
 
     def get_config(self):
         return {
