@@ -73,6 +73,7 @@ def parse_args(argv=None):
         help="the text's summary for the classifier: the [CLS] state through BERT's pooler, or the mean of "
         "the final hidden states",
     )
+    harness.add_lora_flags(parser)
     harness.add_bert_flags(parser, num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
     return parser.parse_args(argv)
 
@@ -127,6 +128,7 @@ def main(argv=None):
 
     # ## The classifier
     model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout, pooling=args.pooling)
+    harness.enable_lora(model, args)
     train, length, total_steps = harness.training_length(train, args)
     model.compile(
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
@@ -139,6 +141,7 @@ def main(argv=None):
     _, training_seconds = harness.fit(model, train, args, validation_data=validation, **length)
 
     results = model.evaluate(validation, return_dict=True, verbose=0)
+    model, lora_metrics = harness.merge_lora(model, args)
     model.save(os.path.join(args.output_dir, "model.keras"))
     metrics = {
         "val_accuracy": results["accuracy"],
@@ -149,6 +152,7 @@ def main(argv=None):
         "text_pair": args.pair_column is not None,
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
+        **lora_metrics,
         "initialised_from": args.init_from or "scratch",
     }
 

@@ -107,6 +107,28 @@ def test_pretrain_then_finetune(sst2_sample, tmp_path):
     tuned = keras.ops.convert_to_numpy(classifier.backbone.token_embedding.embeddings).ravel()
     assert np.corrcoef(pretrained, tuned)[0, 1] > 0.9
 
+    # With --lora-rank only the adapters and the head train; the merged model is saved and exported.
+    lora_dir = str(tmp_path / "lora")
+    metrics = load_example("finetune_classifier").main(
+        ["--data", train, "--validation-data", dev, "--init-from", pretrain_dir, "--output-dir", lora_dir,
+         "--epochs", "1", "--sequence-length", "32", "--batch-size", "32", "--lora-rank", "2",
+         "--lora-targets", "query,value", "--export-dir", str(tmp_path / "saved_models" / "lora")]
+    )
+    # One block of width 32: query and value adapters (32x2 + 2x32 each), the pooled head (32x2 + 2).
+    assert metrics["trainable_parameters"] == 2 * (32 * 2 + 2 * 32) + 32 * 2 + 2
+    assert metrics["lora"] == {"rank": 2, "alpha": 2.0, "targets": ["query", "value"]}
+    assert os.path.getsize(os.path.join(lora_dir, "lora.safetensors")) == metrics["lora_file_bytes"]
+    merged = keras.saving.load_model(os.path.join(lora_dir, "model.keras"))
+    assert merged.backbone.lora is None and merged.count_params() == metrics["parameters"]
+    np.testing.assert_array_equal(  # frozen: the embeddings are the pretrained ones
+        keras.ops.convert_to_numpy(merged.backbone.token_embedding.embeddings).ravel(), pretrained
+    )
+    texts = ["a gripping , funny film", "dull and far too long"]
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"](text=tf.constant(texts))
+    tokenizer = WordPieceTokenizer.load(os.path.join(lora_dir, "tokenizer"))
+    expected = keras.ops.softmax(merged.predict(BERTInputPacker(tokenizer, 32)(tf.constant(texts)), verbose=0))
+    np.testing.assert_allclose(served["probabilities"].numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5)
+
 
 # Slow (about 80 s; the classifier learns in tests/models, its export answers in tests/export):
 # run with `pytest -m slow`.

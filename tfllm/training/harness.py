@@ -16,7 +16,9 @@ callbacks and the time limit; `finish` exports when asked and writes `metrics.js
 """
 
 import argparse
+import math
 import os
+import resource
 import time
 
 import keras
@@ -125,9 +127,52 @@ def training_length(train, args):
     return train, {"epochs": args.epochs}, sum(1 for _ in train) * args.epochs
 
 
+def add_lora_flags(parser):
+    """`--lora-rank`, `--lora-alpha` and `--lora-targets`, read by `enable_lora` and `merge_lora`."""
+    from tfllm.layers.transformer_block import LORA_TARGETS
+
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        default=None,
+        help="train LoRA adapters of this rank (and the task head) with the backbone frozen; they are merged "
+        "into the model before it is saved and exported, and kept alone in OUTPUT_DIR/lora.safetensors",
+    )
+    parser.add_argument("--lora-alpha", type=float, default=None, help="the adapters' scale is alpha / rank (default: the rank)")
+    parser.add_argument(
+        "--lora-targets",
+        default="query,value",
+        help=f"comma-separated projections to adapt, from {', '.join(LORA_TARGETS)}",
+    )
+
+
+def enable_lora(model, args):
+    """`model.enable_lora` as `--lora-rank`, `--lora-alpha` and `--lora-targets` say, if at all."""
+    if args.lora_rank is not None:
+        targets = [target.strip() for target in args.lora_targets.split(",") if target.strip()]
+        model.enable_lora(args.lora_rank, args.lora_alpha, targets)
+
+
+def merge_lora(model, args):
+    """After training: `(model, metrics)`. With `--lora-rank`, the adapters and head are saved
+    to `OUTPUT_DIR/lora.safetensors` and the model returned is the merged one. The metrics
+    count the weights that trained (`trainable_parameters`) and, with LoRA, the file's size."""
+    trainable = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
+    metrics = {"trainable_parameters": trainable}
+    if args.lora_rank is None:
+        return model, metrics
+    from tfllm.compression import merge_lora as merged, save_lora
+
+    path = save_lora(model, os.path.join(args.output_dir, "lora.safetensors"))
+    metrics.update({"lora": model.backbone.lora, "lora_file": path, "lora_file_bytes": os.path.getsize(path)})
+    return merged(model), metrics
+
+
 def finish(args, metrics, export=None):
     """Exports with `export(args.export_dir)` when `--export-dir` is given (its path goes into
-    the metrics as `export_path`), writes `metrics.json` and returns the metrics."""
+    the metrics as `export_path`), writes `metrics.json` and returns the metrics. The
+    process's peak resident memory before the export goes in as `peak_memory_mb`."""
+    metrics["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.export_dir and export is not None:
         metrics["export_path"] = export(args.export_dir)
     write_metrics(args.output_dir, metrics)
