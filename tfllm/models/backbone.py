@@ -25,6 +25,31 @@ _POSITIVE_INTS = (
 )
 
 
+def int8_config(activations):
+    """Keras's int8 config: per-output-channel abs-max weights, and the inputs quantized on the
+    fly too (`activations=True`) or kept float (weight-only)."""
+    return keras.quantizers.Int8QuantizationConfig(activation_quantizer="default" if activations else None)
+
+
+def _quantize(model, mode, config, kwargs):
+    """Quantizes every not yet quantized Dense and Embedding layer of `model` as `config` says;
+    returns the setting `from_config` needs to do it again."""
+    if kwargs:
+        raise ValueError(f"Unknown quantize argument(s): {', '.join(kwargs)}")
+    if mode != "int8":
+        raise ValueError(f"tfllm models quantize to 'int8'. Received: mode={mode!r}")
+    if getattr(model, "lora", None) is not None or getattr(getattr(model, "backbone", None), "lora", None):
+        raise ValueError(f"{model.name} has LoRA adapters: merge them first (tfllm.compression.merge_lora), then quantize.")
+    quantizable = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
+    keras.Model.quantize(
+        model,
+        mode,
+        config=config,
+        filters=lambda layer: isinstance(layer, quantizable) and layer.quantization_mode is None,
+    )
+    return {"mode": mode, "activations": config.activation_quantizer is not None}
+
+
 class Backbone(keras.Model):
     """Base of `GPT` and `BERT`: a Functional model built from a keyword config.
 
@@ -166,6 +191,24 @@ class Backbone(keras.Model):
             return None
         return {"rank": block.lora_rank, "alpha": block.lora_alpha, "targets": list(block.lora_targets)}
 
+    def quantize(self, mode=None, config=None, **kwargs):
+        """Keras's `Model.quantize`, remembered: the setting goes into `get_config`, so a
+        quantized model's `.keras` file reloads quantized. tfllm models take `"int8"`: every
+        Dense and Embedding layer's weights to int8 with per-output-channel scales (layer
+        norms and biases stay float). Keras's default config also quantizes each layer's
+        inputs on the fly for int8 x int8 products; `tfllm.compression.quantize` chooses
+        weight-only int8 (float inputs, the int8 kernel cast to float), which serves faster
+        on CPUs. Raises on a second call and on a model with LoRA adapters.
+        """
+        if self.quantization is not None:
+            raise ValueError(f"{self.name} is already quantized: {self.quantization}.")
+        self._quantization = _quantize(self, mode, config, kwargs)
+
+    @property
+    def quantization(self):
+        """`{"mode", "activations"}` of a quantized model, or None."""
+        return getattr(self, "_quantization", None)
+
     def get_config(self):
         # Not Functional's config (a graph of layers): the keyword config `__init__` takes,
         # and the LoRA adapters' settings where the model has them.
@@ -177,6 +220,8 @@ class Backbone(keras.Model):
         }
         if self.lora is not None:
             config["lora"] = self.lora
+        if self.quantization is not None:
+            config["quantization"] = self.quantization
         return config
 
     @classmethod
@@ -185,9 +230,12 @@ class Backbone(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         lora = config.pop("lora", None)
+        quantization = config.pop("quantization", None)
         model = cls(**config)
         if lora is not None:
             model.enable_lora(**lora)
+        if quantization is not None:
+            model.quantize(quantization["mode"], config=int8_config(quantization["activations"]))
         return model
 
 
@@ -212,17 +260,38 @@ class Task(keras.Model):
         and the task's head stays trainable."""
         self.backbone.enable_lora(rank, alpha, targets)
 
+    def quantize(self, mode=None, config=None, **kwargs):
+        """`Backbone.quantize` for the whole task model: the backbone and the head."""
+        if self.quantization is not None:
+            raise ValueError(f"{self.name} is already quantized: {self.quantization}.")
+        self._quantization = _quantize(self, mode, config, kwargs)
+        self.backbone._quantization = self._quantization
+
+    @property
+    def quantization(self):
+        """`{"mode", "activations"}` of a quantized model, or None."""
+        return getattr(self, "_quantization", None)
+
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             **self._head_config,
         }
+        if self.quantization is not None:
+            config["quantization"] = self.quantization
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        quantization = config.pop("quantization", None)
         if isinstance(config.get("backbone"), dict):
+            # A quantized task's backbone config says so: it comes back quantized, and the
+            # head is quantized below.
             config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        model = cls(**config)
+        if quantization is not None:
+            model.quantize(quantization["mode"], config=int8_config(quantization["activations"]))
+        return model
