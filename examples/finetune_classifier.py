@@ -73,7 +73,7 @@ def parse_args(argv=None):
         help="the text's summary for the classifier: the [CLS] state through BERT's pooler, or the mean of "
         "the final hidden states",
     )
-    harness.add_lora_flags(parser)
+    harness.add_compression_flags(parser)
     harness.add_bert_flags(parser, num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
     return parser.parse_args(argv)
 
@@ -139,9 +139,9 @@ def main(argv=None):
 
     # ## Training
     _, training_seconds = harness.fit(model, train, args, validation_data=validation, **length)
+    model, compression_metrics = harness.compress(model, args)
 
     results = model.evaluate(validation, return_dict=True, verbose=0)
-    model, lora_metrics = harness.merge_lora(model, args)
     model.save(os.path.join(args.output_dir, "model.keras"))
     metrics = {
         "val_accuracy": results["accuracy"],
@@ -152,7 +152,7 @@ def main(argv=None):
         "text_pair": args.pair_column is not None,
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
-        **lora_metrics,
+        **compression_metrics,
         "initialised_from": args.init_from or "scratch",
     }
 

@@ -52,7 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--epochs", type=int, default=2)
     harness.add_length_flags(parser, bucket_boundaries="128,192", examples="windows")
-    harness.add_lora_flags(parser)
+    harness.add_compression_flags(parser)
     harness.add_bert_flags(parser, num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     return parser.parse_args(argv)
 
@@ -125,7 +125,7 @@ def main(argv=None):
 
     # ## Training
     _, training_seconds = harness.fit(model, train_batches, args, **length)
-    model, lora_metrics = harness.merge_lora(model, args)
+    model, compression_metrics = harness.compress(model, args)
     model.save(os.path.join(args.output_dir, "model.keras"))
 
     # ## Exact match and F1 on the whole validation file, answered as the served model answers
@@ -141,7 +141,7 @@ def main(argv=None):
         **windowing,
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
-        **lora_metrics,
+        **compression_metrics,
         "initialised_from": args.init_from or "scratch",
     }
 

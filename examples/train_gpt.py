@@ -55,6 +55,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="also the backup interval")
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--export-max-new-tokens", type=int, default=None, help="the served cap (default: half the context)")
+    harness.add_compression_flags(parser, lora=False)
     return parser.parse_args(argv)
 
 
@@ -145,6 +146,9 @@ def main(argv=None):
         validation_freq=5,
     )
 
+    steps = int(model.optimizer.iterations.numpy()) * args.gradient_accumulation
+    model, compression_metrics = harness.compress(model, args)
+
     # ## Evaluation
     results = model.evaluate(validation, return_dict=True, verbose=0)
     nats, tokens, characters = nats_per_character(model, validation, tokenizer, end_of_text_id)
@@ -156,9 +160,10 @@ def main(argv=None):
         "val_tokens": tokens,
         "val_characters": characters,
         "train_loss": history.history["loss"][-1],
-        "steps": int(model.optimizer.iterations.numpy()) * args.gradient_accumulation,
+        "steps": steps,
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
+        **compression_metrics,
         "vocabulary_size": tokenizer.vocabulary_size(),
     }
 

@@ -34,9 +34,12 @@ def test_train_gpt(shakespeare_sample, tmp_path):
     output_dir = str(tmp_path / "gpt")
     load_example("train_gpt").main(
         ["--data", shakespeare_sample, "--output-dir", output_dir, "--steps", "6", "--steps-per-epoch", "3", *TINY_GPT,
-         "--export-dir", str(tmp_path / "saved_models" / "gpt")]
+         "--export-dir", str(tmp_path / "saved_models" / "gpt"), "--quantize", "int8"]
     )
     metrics = read_metrics(output_dir)
+    # Evaluated, saved and exported with int8 weights.
+    assert metrics["quantization"] == {"mode": "int8", "activations": False}
+    assert keras.saving.load_model(os.path.join(output_dir, "model.keras")).quantization == metrics["quantization"]
     for key in ("val_loss", "val_perplexity", "val_nats_per_char"):
         assert math.isfinite(metrics[key]) and metrics[key] > 0
     assert math.isclose(metrics["val_perplexity"], math.exp(metrics["val_loss"]), rel_tol=1e-3)
@@ -107,22 +110,22 @@ def test_pretrain_then_finetune(sst2_sample, tmp_path):
     tuned = keras.ops.convert_to_numpy(classifier.backbone.token_embedding.embeddings).ravel()
     assert np.corrcoef(pretrained, tuned)[0, 1] > 0.9
 
-    # With --lora-rank only the adapters and the head train; the merged model is saved and exported.
+    # With --lora-rank only the adapters and the head train; the merged model (here also quantized)
+    # is evaluated, saved and exported.
     lora_dir = str(tmp_path / "lora")
     metrics = load_example("finetune_classifier").main(
         ["--data", train, "--validation-data", dev, "--init-from", pretrain_dir, "--output-dir", lora_dir,
          "--epochs", "1", "--sequence-length", "32", "--batch-size", "32", "--lora-rank", "2",
-         "--lora-targets", "query,value", "--export-dir", str(tmp_path / "saved_models" / "lora")]
+         "--lora-targets", "query,value", "--quantize", "int8", "--export-dir", str(tmp_path / "saved_models" / "lora")]
     )
     # One block of width 32: query and value adapters (32x2 + 2x32 each), the pooled head (32x2 + 2).
     assert metrics["trainable_parameters"] == 2 * (32 * 2 + 2 * 32) + 32 * 2 + 2
     assert metrics["lora"] == {"rank": 2, "alpha": 2.0, "targets": ["query", "value"]}
     assert os.path.getsize(os.path.join(lora_dir, "lora.safetensors")) == metrics["lora_file_bytes"]
     merged = keras.saving.load_model(os.path.join(lora_dir, "model.keras"))
-    assert merged.backbone.lora is None and merged.count_params() == metrics["parameters"]
-    np.testing.assert_array_equal(  # frozen: the embeddings are the pretrained ones
-        keras.ops.convert_to_numpy(merged.backbone.token_embedding.embeddings).ravel(), pretrained
-    )
+    # Merged, then quantized: no adapters, int8 weights.
+    assert merged.backbone.lora is None and merged.quantization == metrics["quantization"]
+    assert metrics["quantization"] == {"mode": "int8", "activations": False}
     texts = ["a gripping , funny film", "dull and far too long"]
     served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"](text=tf.constant(texts))
     tokenizer = WordPieceTokenizer.load(os.path.join(lora_dir, "tokenizer"))

@@ -127,8 +127,18 @@ def training_length(train, args):
     return train, {"epochs": args.epochs}, sum(1 for _ in train) * args.epochs
 
 
-def add_lora_flags(parser):
-    """`--lora-rank`, `--lora-alpha` and `--lora-targets`, read by `enable_lora` and `merge_lora`."""
+def add_compression_flags(parser, lora=True):
+    """`--quantize` and, with `lora`, `--lora-rank`, `--lora-alpha` and `--lora-targets`, read
+    by `enable_lora` and `compress`."""
+    parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="after training, store the model's Dense and Embedding weights as int8 (weight-only; "
+        "tfllm.compression.quantize) before it is evaluated, saved and exported",
+    )
+    if not lora:
+        return
     from tfllm.layers.transformer_block import LORA_TARGETS
 
     parser.add_argument(
@@ -136,7 +146,7 @@ def add_lora_flags(parser):
         type=int,
         default=None,
         help="train LoRA adapters of this rank (and the task head) with the backbone frozen; they are merged "
-        "into the model before it is saved and exported, and kept alone in OUTPUT_DIR/lora.safetensors",
+        "into the model before it is evaluated, saved and exported, and kept alone in OUTPUT_DIR/lora.safetensors",
     )
     parser.add_argument("--lora-alpha", type=float, default=None, help="the adapters' scale is alpha / rank (default: the rank)")
     parser.add_argument(
@@ -148,24 +158,33 @@ def add_lora_flags(parser):
 
 def enable_lora(model, args):
     """`model.enable_lora` as `--lora-rank`, `--lora-alpha` and `--lora-targets` say, if at all."""
-    if args.lora_rank is not None:
+    if getattr(args, "lora_rank", None) is not None:
         targets = [target.strip() for target in args.lora_targets.split(",") if target.strip()]
         model.enable_lora(args.lora_rank, args.lora_alpha, targets)
 
 
-def merge_lora(model, args):
-    """After training: `(model, metrics)`. With `--lora-rank`, the adapters and head are saved
-    to `OUTPUT_DIR/lora.safetensors` and the model returned is the merged one. The metrics
-    count the weights that trained (`trainable_parameters`) and, with LoRA, the file's size."""
+def compress(model, args):
+    """After training: `(model, metrics)`, the model as it is then evaluated, saved and exported.
+
+    With `--lora-rank`, the adapters and head are saved to `OUTPUT_DIR/lora.safetensors` and the
+    model is the merged one (compiled as the trained one was); with `--quantize int8` its
+    weights are then int8. The metrics count the weights that trained (`trainable_parameters`)
+    and record the LoRA file's size and the quantization.
+    """
+    from tfllm import compression
+
     trainable = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
     metrics = {"trainable_parameters": trainable}
-    if args.lora_rank is None:
-        return model, metrics
-    from tfllm.compression import merge_lora as merged, save_lora
-
-    path = save_lora(model, os.path.join(args.output_dir, "lora.safetensors"))
-    metrics.update({"lora": model.backbone.lora, "lora_file": path, "lora_file_bytes": os.path.getsize(path)})
-    return merged(model), metrics
+    if getattr(args, "lora_rank", None) is not None:
+        path = compression.save_lora(model, os.path.join(args.output_dir, "lora.safetensors"))
+        metrics.update({"lora": model.backbone.lora, "lora_file": path, "lora_file_bytes": os.path.getsize(path)})
+        merged = compression.merge_lora(model)
+        merged.compile_from_config(model.get_compile_config())
+        model = merged
+    if args.quantize:
+        compression.quantize(model, args.quantize)
+        metrics["quantization"] = model.quantization
+    return model, metrics
 
 
 def finish(args, metrics, export=None):
