@@ -104,3 +104,21 @@ def test_top_k_above_the_vocabulary_is_refused_at_construction(wordpiece):
     with pytest.raises(ValueError, match=rf"`top_k` must be at most the model.s vocabulary size \({size}\).*top_k={size + 1}"):
         MaskedLMServer(pretrainer, wordpiece, SEQUENCE_LENGTH, top_k=size + 1)
     assert MaskedLMServer(pretrainer, wordpiece, SEQUENCE_LENGTH, top_k=size).top_k == size
+
+
+def test_a_trained_model_exports_its_weights_without_the_optimizer_state(wordpiece, tmp_path):
+    import os
+
+    import keras
+
+    model = tfllm.models.BERTClassifier(tiny_bert(wordpiece), num_classes=len(LABELS))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    features = BERTInputPacker(wordpiece, SEQUENCE_LENGTH)(tf.constant(TEXTS))
+    model.fit(features, np.array([0, 1, 0, 1]), epochs=1, verbose=0)  # Adam's moments now exist
+    path = tfllm.export.export_classifier(model, wordpiece, LABELS, tmp_path / "trained", sequence_length=SEQUENCE_LENGTH)
+    directory = os.path.join(path, "variables")
+    stored = sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
+    weights = sum(np.asarray(weight).nbytes for weight in model.weights)
+    assert weights < stored < 1.3 * weights  # not three times: no first and second moments
+    served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(TEXTS))
+    np.testing.assert_allclose(served["probabilities"].numpy(), softmax(model.predict_on_batch(features)), atol=1e-6)

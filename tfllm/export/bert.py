@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfllm.data.classification import BERTInputPacker
 from tfllm._validation import check_positive_int
+from tfllm.export._servable import servable_model
 from tfllm.tokenizers import WordPieceTokenizer
 
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
@@ -21,7 +22,7 @@ class _BERTServer(tf.Module):
             if getattr(tokenizer, attribute, None) is None:
                 raise ValueError(f"A BERT export needs a WordPiece tokenizer with `{attribute}`.")
         check_positive_int("sequence_length", sequence_length)
-        self.model = model
+        self.model = model = servable_model(model)
         self.tokenizer = tokenizer
         self.pack = BERTInputPacker(tokenizer, sequence_length)
         self.encoder = _sequence_encoder(model)
@@ -88,7 +89,7 @@ class EntityServer(_BERTServer):
         from tfllm.inference import EntityRecognizer
 
         super().__init__(model, tokenizer, sequence_length, normalize_embeddings, name="entity_server")
-        self.recognizer = EntityRecognizer(model, tokenizer, labels, sequence_length, stride)
+        self.recognizer = EntityRecognizer(self.model, tokenizer, labels, sequence_length, stride)
         self.labels = self.recognizer.labels
         self.recognize = tf.function(self.recognizer.entities, input_signature=[_TEXT], autograph=False)
 
@@ -122,7 +123,9 @@ class QuestionAnswerServer(_BERTServer):
         from tfllm.inference import QuestionAnswerer
 
         super().__init__(model, tokenizer, sequence_length, normalize_embeddings, name="question_answer_server")
-        self.answerer = QuestionAnswerer(model, tokenizer, sequence_length, stride, max_question_length, max_answer_length)
+        self.answerer = QuestionAnswerer(
+            self.model, tokenizer, sequence_length, stride, max_question_length, max_answer_length
+        )
         self.answer = tf.function(
             self._answer,
             input_signature=[tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")],

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm._validation import check_positive_int
+from tfllm.export._servable import servable_model
 from tfllm.generation import decoding
 from tfllm.generation.config import GenerationConfig
 from tfllm.generation.generate import generation_config
@@ -59,7 +60,7 @@ class GPTServer(tf.Module):
         **options,
     ):
         super().__init__(name="gpt_server")
-        self.model = model
+        self.model = model = servable_model(model)
         self.tokenizer = tokenizer
         decoder = decoding.GPTDecoder(model)  # Checks that `model` is a causal language model.
         self.context_length = decoder.max_sequence_length
