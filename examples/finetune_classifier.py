@@ -74,6 +74,7 @@ def parse_args(argv=None):
         "the final hidden states",
     )
     harness.add_compression_flags(parser)
+    harness.add_distillation_flags(parser)
     harness.add_bert_flags(parser, num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
     return parser.parse_args(argv)
 
@@ -129,6 +130,7 @@ def main(argv=None):
     # ## The classifier
     model = tfllm.models.BERTClassifier(backbone, num_classes=len(labels), dropout=args.dropout, pooling=args.pooling)
     harness.enable_lora(model, args)
+    model = harness.distill(model, args, labels)
     train, length, total_steps = harness.training_length(train, args)
     model.compile(
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
@@ -153,7 +155,7 @@ def main(argv=None):
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
         **compression_metrics,
-        "initialised_from": args.init_from or "scratch",
+        "initialised_from": harness.initialised_from(args),
     }
 
     # ## Export for TF Serving: raw text in, probabilities and the label name out, packed as in training

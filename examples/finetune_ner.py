@@ -54,6 +54,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     harness.add_length_flags(parser, bucket_boundaries="32,64", examples="sentences")
     harness.add_compression_flags(parser)
+    harness.add_distillation_flags(parser)
     harness.add_bert_flags(parser, num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     return parser.parse_args(argv)
 
@@ -95,6 +96,7 @@ def main(argv=None):
     # ## The tagger
     model = tfllm.models.BERTTokenClassifier(backbone, num_classes=len(labels), dropout=args.dropout)
     harness.enable_lora(model, args)
+    model = harness.distill(model, args, labels)
     train_batches, length, total_steps = harness.training_length(train_batches, args)
     model.compile(
         optimizer=create_optimizer(args.learning_rate, total_steps=total_steps),
@@ -124,7 +126,7 @@ def main(argv=None):
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
         **compression_metrics,
-        "initialised_from": args.init_from or "scratch",
+        "initialised_from": harness.initialised_from(args),
     }
 
     # ## Export for TF Serving: raw text in, entities with character offsets out

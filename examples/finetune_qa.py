@@ -53,6 +53,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=2)
     harness.add_length_flags(parser, bucket_boundaries="128,192", examples="windows")
     harness.add_compression_flags(parser)
+    harness.add_distillation_flags(parser)
     harness.add_bert_flags(parser, num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
     return parser.parse_args(argv)
 
@@ -114,6 +115,7 @@ def main(argv=None):
     # ## The span model
     model = tfllm.models.BERTQuestionAnswerer(backbone)
     harness.enable_lora(model, args)
+    model = harness.distill(model, args)
     train_batches, length, total_steps = harness.training_length(train_batches, args)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(
@@ -142,7 +144,7 @@ def main(argv=None):
         "training_seconds": training_seconds,
         "parameters": model.count_params(),
         **compression_metrics,
-        "initialised_from": args.init_from or "scratch",
+        "initialised_from": harness.initialised_from(args),
     }
 
     # ## Export for TF Serving: question and context in, the answer with character offsets out

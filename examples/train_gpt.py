@@ -56,6 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--export-max-new-tokens", type=int, default=None, help="the served cap (default: half the context)")
     harness.add_compression_flags(parser, lora=False)
+    harness.add_distillation_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -87,7 +88,11 @@ def main(argv=None):
     else:
         train_path, validation_path = hold_out_lines(corpus, args.output_dir, args.validation_fraction)
     tokenizer_dir = os.path.join(args.output_dir, "tokenizer")
-    if os.path.exists(os.path.join(tokenizer_dir, "vocab.json")):
+    teacher = harness.teacher(args)
+    if teacher is not None:
+        tokenizer = teacher.tokenizer  # a student reads its teacher's token ids
+        tokenizer.save(tokenizer_dir)
+    elif os.path.exists(os.path.join(tokenizer_dir, "vocab.json")):
         tokenizer = BytePairTokenizer.load(tokenizer_dir)  # a resumed run keeps its vocabulary
     else:
         tokenizer = BytePairTokenizer.train(
@@ -111,8 +116,8 @@ def main(argv=None):
         drop_remainder=False,
     )
 
-    # ## The model
-    model = tfllm.models.GPT(
+    # ## The model: new, or with --distill-from and --student-layers, blocks of the teacher
+    model = harness.student_from_teacher(args) or tfllm.models.GPT(
         vocabulary_size=tokenizer.vocabulary_size(),
         num_layers=args.num_layers,
         num_heads=args.num_heads,
@@ -121,6 +126,7 @@ def main(argv=None):
         max_sequence_length=args.sequence_length,
         dropout=args.dropout,
     )
+    model = harness.distill(model, args)
     updates = math.ceil(args.steps / args.gradient_accumulation)
     model.compile(
         optimizer=create_optimizer(

@@ -257,3 +257,44 @@ def test_finetune_qa_learns_spans_scores_and_exports(tmp_path):
     again = tf.saved_model.load(str(tmp_path / "cli" / "qa" / "1")).signatures["serving_default"]
     out_again = again(question=tf.constant(["Which city ?", "Who ?"]), context=tf.constant([context] * 2))
     assert {k: v.numpy().tolist() for k, v in out_again.items()} == {k: v.numpy().tolist() for k, v in out.items()}
+
+
+def test_distill_classifier_into_a_student_of_fewer_blocks(sst2_sample, tmp_path):
+    train, dev = sst2_sample
+    teacher_dir = str(tmp_path / "teacher")
+    two_blocks = [flag if flag != "1" else "2" for flag in TINY_BERT[:2]] + TINY_BERT[2:]
+    load_example("finetune_classifier").main(
+        ["--data", train, "--validation-data", dev, "--output-dir", teacher_dir, "--epochs", "1", *two_blocks]
+    )
+    student_dir = str(tmp_path / "student")
+    metrics = load_example("distill").main(
+        ["--teacher", teacher_dir, "--data", train, "--validation-data", dev, "--output-dir", student_dir,
+         "--epochs", "1", "--batch-size", "16", "--temperature", "3", "--export-dir", str(tmp_path / "saved_models")]
+    )
+    # A third of two blocks, rounded up: one block, the teacher's second, evenly spaced from its last.
+    teacher = keras.saving.load_model(os.path.join(teacher_dir, "model.keras"))
+    student = keras.saving.load_model(os.path.join(student_dir, "model.keras"))
+    assert isinstance(student, tfllm.models.BERTClassifier) and student.backbone.num_layers == 1
+    assert metrics["distilled_from"] == {"run": teacher_dir, "teacher_layers": 2, "temperature": 3.0, "alpha": 0.5}
+    assert metrics["sequence_length"] == 32  # the teacher's, from its metrics.json
+    assert 0 <= metrics["val_accuracy"] <= 1 and os.path.exists(os.path.join(metrics["export_path"], "saved_model.pb"))
+    # The student reads the teacher's vocabulary and started from its weights: one epoch leaves them close.
+    vocabularies = [open(os.path.join(run, "tokenizer", "vocab.txt")).read() for run in (teacher_dir, student_dir)]
+    assert vocabularies[0] == vocabularies[1]
+    taught = keras.ops.convert_to_numpy(teacher.backbone.token_embedding.embeddings).ravel()
+    learned = keras.ops.convert_to_numpy(student.backbone.token_embedding.embeddings).ravel()
+    assert np.corrcoef(taught, learned)[0, 1] > 0.9
+
+    # A teacher of other labels, or a student that would bring its own tokenizer, is refused.
+    with open(os.path.join(teacher_dir, "labels.json"), "w") as file:
+        json.dump(["bad", "good"], file)
+    with pytest.raises(ValueError, match="was trained on the labels"):
+        load_example("distill").main(
+            ["--teacher", teacher_dir, "--data", train, "--validation-data", dev, "--output-dir", str(tmp_path / "s"),
+             "--steps", "1", "--batch-size", "16"]
+        )
+    with pytest.raises(ValueError, match="--init-from and --distill-from"):
+        load_example("finetune_classifier").main(
+            ["--data", train, "--output-dir", str(tmp_path / "s2"), "--distill-from", teacher_dir,
+             "--init-from", teacher_dir, "--steps", "1"]
+        )

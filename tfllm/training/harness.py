@@ -163,18 +163,114 @@ def enable_lora(model, args):
         model.enable_lora(args.lora_rank, args.lora_alpha, targets)
 
 
+def add_distillation_flags(parser):
+    """`--distill-from`, `--student-layers`, `--temperature` and `--distill-alpha`, read by
+    `teacher`, `student_from_teacher` and `distill`."""
+    group = parser.add_argument_group("distillation (tfllm.compression.Distiller)")
+    group.add_argument(
+        "--distill-from",
+        metavar="RUN_DIR",
+        help="a trained run of this script (its --output-dir) to learn from: the model trains on the labels and on "
+        "this teacher's softened predictions, with the teacher's tokenizer (and labels)",
+    )
+    group.add_argument(
+        "--student-layers",
+        type=int,
+        default=None,
+        help="with --distill-from: start the student from this many of the teacher's transformer blocks, evenly "
+        "spaced, and all its other weights (default: a new model of the size flags)",
+    )
+    group.add_argument("--temperature", type=float, default=2.0, help="softens both models' predictions")
+    group.add_argument(
+        "--distill-alpha", type=float, default=0.5, help="the weight of the loss on the labels; the soft targets get 1 - alpha"
+    )
+
+
+_teachers = {}
+
+
+def teacher(args):
+    """The `--distill-from` run (a `Run`, loaded once), or None without the flag."""
+    directory = getattr(args, "distill_from", None)
+    if not directory:
+        if getattr(args, "student_layers", None) is not None:
+            raise ValueError("--student-layers takes its blocks from a teacher: give --distill-from too.")
+        return None
+    if directory not in _teachers:
+        _teachers[directory] = load_run(directory, compile=False)
+    return _teachers[directory]
+
+
+def student_from_teacher(args):
+    """With `--distill-from` and `--student-layers K`: K evenly spaced transformer blocks of the
+    teacher's backbone and all its other weights (`tfllm.compression.truncated`), else None."""
+    from tfllm.compression import truncated
+
+    run = teacher(args)
+    if run is None or args.student_layers is None:
+        return None
+    backbone = getattr(run.model, "backbone", run.model)
+    if args.sequence_length > backbone.max_sequence_length:
+        raise ValueError(
+            f"--sequence-length {args.sequence_length} exceeds the teacher's maximum, {backbone.max_sequence_length}."
+        )
+    return truncated(backbone, args.student_layers)
+
+
+def initialised_from(args):
+    """Where the trained model's weights started, for metrics.json: the `--init-from` directory,
+    the teacher's blocks (`--distill-from` with `--student-layers`), or "scratch"."""
+    if args.init_from:
+        return args.init_from
+    run = teacher(args)
+    if run is not None and args.student_layers is not None:
+        from tfllm.compression.distillation import student_layers
+
+        layers = student_layers(getattr(run.model, "backbone", run.model).num_layers, args.student_layers)
+        return f"{args.distill_from} (blocks {', '.join(map(str, layers))})"
+    return "scratch"
+
+
+def distill(model, args, labels=None):
+    """`model` wrapped in a `tfllm.compression.Distiller` with the `--distill-from` teacher, or
+    `model` itself without the flag. `labels` (the class or tag names the script trains on)
+    must be the teacher's."""
+    from tfllm.compression import Distiller
+
+    run = teacher(args)
+    if run is None:
+        return model
+    if labels is not None and run.labels is not None and list(run.labels) != list(labels):
+        raise ValueError(
+            f"--distill-from {args.distill_from!r} was trained on the labels {run.labels}; this data has {labels}."
+        )
+    return Distiller(run.model, model, temperature=args.temperature, alpha=args.distill_alpha)
+
+
 def compress(model, args):
     """After training: `(model, metrics)`, the model as it is then evaluated, saved and exported.
 
-    With `--lora-rank`, the adapters and head are saved to `OUTPUT_DIR/lora.safetensors` and the
+    A `Distiller` gives its student (compiled as the distiller was), and the metrics record
+    the teacher. With `--lora-rank`, the adapters and head are saved to `OUTPUT_DIR/lora.safetensors` and the
     model is the merged one (compiled as the trained one was); with `--quantize int8` its
     weights are then int8. The metrics count the weights that trained (`trainable_parameters`)
     and record the LoRA file's size and the quantization.
     """
     from tfllm import compression
 
+    metrics = {}
+    if isinstance(model, compression.Distiller):
+        metrics["distilled_from"] = {
+            "run": args.distill_from,
+            "teacher_layers": getattr(model.teacher, "backbone", model.teacher).num_layers,
+            "temperature": model.temperature,
+            "alpha": model.alpha,
+        }
+        student = model.student
+        student.compile_from_config(model.get_compile_config())
+        model = student
     trainable = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
-    metrics = {"trainable_parameters": trainable}
+    metrics["trainable_parameters"] = trainable
     if getattr(args, "lora_rank", None) is not None:
         path = compression.save_lora(model, os.path.join(args.output_dir, "lora.safetensors"))
         metrics.update({"lora": model.backbone.lora, "lora_file": path, "lora_file_bytes": os.path.getsize(path)})
@@ -260,26 +356,43 @@ def add_bert_flags(parser, *, num_layers, num_heads, hidden_dim, intermediate_di
 
 def bert_and_tokenizer(args, texts):
     """`(backbone, tokenizer)` for a fine-tuning script: loaded from `--init-from` (see
-    `load_bert`; `--sequence-length` must fit its positions), or new: a WordPiece vocabulary of
-    `--vocabulary-size` trained on `texts` (`--cased` keeps case and accents) and a BERT of the
-    `--num-layers`, `--num-heads`, `--hidden-dim`, `--intermediate-dim` and `--dropout` flags.
+    `load_bert`), or new: a WordPiece vocabulary of `--vocabulary-size` trained on `texts`
+    (`--cased` keeps case and accents) and a BERT of the `--num-layers`, `--num-heads`,
+    `--hidden-dim`, `--intermediate-dim` and `--dropout` flags. With `--distill-from`, the
+    teacher's tokenizer, and its blocks with `--student-layers` (`student_from_teacher`).
+    `--sequence-length` must fit the backbone's positions.
 
     `texts` is called only for a new tokenizer and returns the training strings.
     """
-    import tfllm
     from tfllm.tokenizers import WordPieceTokenizer
 
-    if args.init_from:
-        backbone, tokenizer = load_bert(args.init_from)
-        if args.sequence_length > backbone.max_sequence_length:
+    run = teacher(args)
+    if run is not None:
+        if args.init_from:
             raise ValueError(
-                f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."
+                "--init-from and --distill-from exclude each other: the student reads the teacher's tokenizer "
+                "(and with --student-layers starts from the teacher's blocks)."
             )
-        return backbone, tokenizer
-    tokenizer = WordPieceTokenizer.train(
-        texts(), args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased, show_progress=True
-    )
-    backbone = tfllm.models.BERT(
+        tokenizer = run.tokenizer
+        backbone = student_from_teacher(args) or _new_bert(args, tokenizer)
+    elif args.init_from:
+        backbone, tokenizer = load_bert(args.init_from)
+    else:
+        tokenizer = WordPieceTokenizer.train(
+            texts(), args.vocabulary_size, lowercase=not args.cased, strip_accents=not args.cased, show_progress=True
+        )
+        backbone = _new_bert(args, tokenizer)
+    if args.sequence_length > backbone.max_sequence_length:
+        raise ValueError(
+            f"--sequence-length {args.sequence_length} exceeds the backbone's maximum, {backbone.max_sequence_length}."
+        )
+    return backbone, tokenizer
+
+
+def _new_bert(args, tokenizer):
+    import tfllm
+
+    return tfllm.models.BERT(
         vocabulary_size=tokenizer.vocabulary_size(),
         num_layers=args.num_layers,
         num_heads=args.num_heads,
@@ -288,7 +401,6 @@ def bert_and_tokenizer(args, texts):
         max_sequence_length=args.sequence_length,
         dropout=args.dropout,
     )
-    return backbone, tokenizer
 
 
 class Run:
@@ -304,7 +416,7 @@ class Run:
 MODEL_FILES = ("model.keras", "pretrainer.keras", "backbone.keras")
 
 
-def load_run(directory, model_file=None):
+def load_run(directory, model_file=None, compile=True):
     """Loads a training script's output directory (or a Hugging Face model directory).
 
     Args:
@@ -313,6 +425,7 @@ def load_run(directory, model_file=None):
             `labels.json` for a classifier. A directory with `config.json` is read by
             `tfllm.convert.from_huggingface` instead.
         model_file: another model file name in it.
+        compile: whether the model comes back compiled as it was saved.
 
     Returns:
         `Run`.
@@ -333,7 +446,7 @@ def load_run(directory, model_file=None):
             f"{directory!r} holds no model: expected {' or '.join(names)} (a training script's --output-dir) "
             "or config.json (a Hugging Face directory)."
         )
-    model = keras.saving.load_model(path)
+    model = keras.saving.load_model(path, compile=compile)
     tokenizer_dir = os.path.join(directory, "tokenizer")
     if os.path.isfile(os.path.join(tokenizer_dir, "vocab.json")):
         tokenizer = tfllm.tokenizers.BytePairTokenizer.load(tokenizer_dir)
