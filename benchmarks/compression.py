@@ -1,9 +1,10 @@
 """What each way of shrinking a model buys, through the exported SavedModel, in one table.
 
-Classifier variants, from `finetune_classifier.py` runs on the same data (e.g. SST-2 from
-all-MiniLM-L6-v2, fully fine-tuned and with `--lora-rank`): `fp32`, `int8` (the same model
-through `tfllm.compression.quantize`), and for the LoRA run its merged model and that
-merged model in int8. For each: parameters, SavedModel bytes on disk, the exported
+Classifier variants, from runs on the same data (e.g. SST-2 from all-MiniLM-L6-v2): the
+fully fine-tuned `--run` as `fp32` and `int8` (the same model through
+`tfllm.compression.quantize`), and each of the other runs given, in float32 and in int8: its
+LoRA-merged model (`finetune_classifier.py --lora-rank`), a distilled student
+(`distill.py`) and a pruned model (`prune.py`). For each: parameters, SavedModel bytes on disk, the exported
 `serving_default` latency at batch 1 and 8 (raw text in; the variants are timed alternately
 in one process, medians), and accuracy of the SavedModel on the whole validation file.
 
@@ -12,7 +13,8 @@ GPT in float32 and in int8, the same weights, timed alternately; with `--gpt-run
 `train_gpt.py` run's model, otherwise a freshly initialised 4-layer, 256-wide GPT.
 
     python -m benchmarks.compression --validation-data sst2/dev.tsv \\
-        --run runs/sst2-full --lora-run runs/sst2-lora      # benchmarks/results/compression.{json,md}
+        --run runs/sst2-full --lora-run runs/sst2-lora --distilled-run runs/sst2-student \\
+        --pruned-run runs/sst2-pruned      # benchmarks/results/compression.{json,md}
 """
 
 import argparse
@@ -49,10 +51,11 @@ def variables_bytes(path):
     return directory_bytes(os.path.join(path, "variables"))
 
 
-def classifier_variants(run, lora_run):
-    """`{name: (model, tokenizer, labels, sequence length)}` of the runs, as loaded and in int8."""
+def classifier_variants(runs):
+    """`{name: (model, tokenizer, labels, sequence length)}` of the runs (`{prefix: directory}`),
+    as loaded and in int8."""
     variants = {}
-    for prefix, directory in (("", run), ("LoRA-merged ", lora_run)):
+    for prefix, directory in runs.items():
         if directory is None:
             continue
         for precision in ("fp32", "int8"):
@@ -164,6 +167,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a finetune_classifier.py output directory")
     parser.add_argument("--lora-run", default=None, help="the same task trained with --lora-rank")
+    parser.add_argument("--distilled-run", default=None, help="a distill.py student of --run")
+    parser.add_argument("--pruned-run", default=None, help="a prune.py output of --run")
     parser.add_argument("--validation-data", required=True, help="the file the accuracies are measured on")
     parser.add_argument("--gpt-run", default=None, help="a train_gpt.py output directory (default: a fresh GPT)")
     parser.add_argument("--new-tokens", type=int, default=32)
@@ -177,7 +182,9 @@ def main(argv=None):
         "new_tokens": args.new_tokens,
     }
     with tempfile.TemporaryDirectory() as directory:
-        classifier = classifier_rows(classifier_variants(args.run, args.lora_run), args.validation_data, directory, args.repeats)
+        runs = {"": args.run, "LoRA-merged ": args.lora_run, "distilled ": args.distilled_run, "pruned ": args.pruned_run}
+        variants = classifier_variants({prefix: run for prefix, run in runs.items() if run})
+        classifier = classifier_rows(variants, args.validation_data, directory, args.repeats)
         gpt = gpt_rows(directory, args.repeats, args.new_tokens, args.gpt_run)
     report = {"settings": settings, "classifier": classifier, "gpt": gpt}
     table = markdown(classifier, gpt, settings)

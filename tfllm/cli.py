@@ -6,6 +6,7 @@ Training (the example scripts' programs, with their flags; `tfllm train-gpt --he
     tfllm finetune classifier --data train.tsv --validation-data dev.tsv --output-dir runs/sst2
     tfllm finetune ner --data train.txt --validation-data dev.txt --output-dir runs/ner
     tfllm finetune qa --data train.json --validation-data dev.json --output-dir runs/qa
+    tfllm distill --teacher runs/sst2 --data train.tsv --output-dir runs/sst2-student
 
 Using a trained model (RUN: a training script's --output-dir, or a Hugging Face directory):
     tfllm generate RUN --prompt "ROMEO:" --stream
@@ -35,7 +36,7 @@ import sys
 import time
 
 # Subcommand -> example program run with the rest of the command line.
-_PROGRAMS = {"train-gpt": "train_gpt", "pretrain-bert": "pretrain_bert"}
+_PROGRAMS = {"train-gpt": "train_gpt", "pretrain-bert": "pretrain_bert", "distill": "distill"}
 _FINETUNE = {"classifier": "finetune_classifier", "ner": "finetune_ner", "qa": "finetune_qa"}
 _ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
