@@ -199,6 +199,10 @@ def test_export_refuses_what_huggingface_cannot_hold(tmp_path):
         tfllm.convert.to_huggingface(backbone, tmp_path, tokenizer)
     with pytest.raises(ValueError, match="BytePairTokenizer"):
         tfllm.convert.to_huggingface(tfllm.models.GPT("gpt-test"), tmp_path, tokenizer)
+    with pytest.raises(ValueError, match=r"same sizes in every layer.*num_heads=\[2, 1\]"):
+        tfllm.convert.to_huggingface(tfllm.models.BERT("bert-test", num_heads=[2, 1], head_dim=16), tmp_path)
+    with pytest.raises(ValueError, match=r"head_dim=8 with num_heads=2, hidden_dim=32"):
+        tfllm.convert.to_huggingface(tfllm.models.GPT("gpt-test", head_dim=8), tmp_path)
     assert not os.path.exists(tmp_path / "config.json")
 
 

@@ -375,6 +375,31 @@ def test_bad_arguments_raise(kwargs, message):
         TransformerBlock(**{"num_heads": HEADS, "intermediate_dim": 32, **kwargs})
 
 
+def test_head_dim_sets_the_attention_width_apart_from_the_hidden_size(tmp_path):
+    """Three heads of 8 on a hidden size of 16 (a pruned block's shape): the contract, the
+    projections' shapes, cached decoding and LoRA all follow `num_heads * head_dim`."""
+    run_layer_test(
+        TransformerBlock,
+        init_kwargs=dict(num_heads=3, head_dim=8, intermediate_dim=32, causal=True),
+        input_data={"inputs": random_inputs()},
+        expected_output_shape=(BATCH, SEQ, HIDDEN),
+        expected_num_trainable_weights=12,
+        tmp_path=tmp_path,
+    )
+    block = TransformerBlock(num_heads=3, head_dim=8, intermediate_dim=32, causal=True)
+    x = random_inputs()
+    full = to_numpy(block(x))
+    assert block.qkv_dense.kernel.shape == (HIDDEN, 72) and block.attention_output_dense.kernel.shape == (24, HIDDEN)
+    output, cache = block(x[:, :3], cache=block.empty_cache(BATCH, SEQ), cache_index=0)
+    assert cache[0].shape == (BATCH, 3, 8, SEQ)
+    last, _ = block(x[:, 3:4], cache=cache, cache_index=3)
+    np.testing.assert_allclose(to_numpy(last)[:, 0], full[:, 3], atol=1e-5)
+    block.enable_lora(2, targets=("key", "attention_output"))
+    assert block._lora["key"][1].shape == (2, 24) and block._lora["attention_output"][0].shape == (24, 2)
+    np.testing.assert_allclose(to_numpy(block(x)), full, atol=1e-6)
+    assert set(block.merged_kernels()) == {block.qkv_dense.kernel.path, block.attention_output_dense.kernel.path}
+
+
 def test_heads_must_divide_hidden_size():
     with pytest.raises(ValueError, match="num_heads=3.*hidden size=16"):
         TransformerBlock(num_heads=3, intermediate_dim=32)(random_inputs())

@@ -154,6 +154,20 @@ def test_reloaded_model_is_a_gpt_with_the_same_weights(tmp_path):
     assert reloaded.token_embedding.tie_weights
 
 
+def test_per_layer_sizes_build_blocks_of_their_own_and_reload(tmp_path):
+    model = GPT("gpt-test", num_heads=[3, 1], head_dim=8, intermediate_dim=[16, 48])
+    assert model.num_heads == [3, 1] and model.intermediate_dim == [16, 48] and model.head_dim == 8
+    sizes = [(block.num_heads, block.head_dim, block.intermediate_dim) for block in model.transformer_blocks]
+    assert sizes == [(3, 8, 16), (1, 8, 48)]
+    path = str(tmp_path / "gpt.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.get_config() == model.get_config()
+    np.testing.assert_allclose(to_numpy(reloaded(gpt_inputs())), to_numpy(model(gpt_inputs())), atol=1e-6)
+    # Without per-layer sizes, head_dim stays None in the config and the blocks' own.
+    assert GPT("gpt-test").get_config()["head_dim"] is None
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -165,6 +179,10 @@ def test_reloaded_model_is_a_gpt_with_the_same_weights(tmp_path):
         (dict(preset="gpt-test", dropout=1.0), "dropout=1.0"),
         (dict(preset="gpt-test", num_segments=2), "Unknown GPT config argument"),
         (dict(vocabulary_size=10), "GPT needs num_layers"),
+        (dict(preset="gpt-test", num_heads=[2, 2, 2]), r"one per layer \(2\).*num_heads=\[2, 2, 2\]"),
+        (dict(preset="gpt-test", intermediate_dim=[64, 0]), r"positive integers.*intermediate_dim=\[64, 0\]"),
+        (dict(preset="gpt-test", num_heads=[2, 1]), "A list of `num_heads` needs `head_dim`"),
+        (dict(preset="gpt-test", head_dim=0), "head_dim=0"),
     ],
 )
 def test_bad_config_raises(kwargs, message):

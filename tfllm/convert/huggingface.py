@@ -461,8 +461,8 @@ def to_huggingface(model, directory, tokenizer=None):
         The directory.
 
     Raises:
-        ValueError: `model` is not a tfllm GPT or BERT (or uses options GPT-2 / BERT lack), or
-            the tokenizer does not match it.
+        ValueError: `model` is not a tfllm GPT or BERT (or uses options GPT-2 / BERT lack, such
+            as the per-layer sizes of a pruned model), or the tokenizer does not match it.
 
     Example:
 
@@ -470,6 +470,7 @@ def to_huggingface(model, directory, tokenizer=None):
     >>> transformers.AutoModel.from_pretrained("exported")
     """
     kind = _model_kind(model)
+    _check_uniform_sizes(model)
     if kind == "gpt":
         hf_config = {
             "model_type": "gpt2",
@@ -542,6 +543,23 @@ def _model_kind(model):
         f"to_huggingface expects a `tfllm.models.GPT` or `tfllm.models.BERT`. "
         f"Received: {type(model).__name__} {getattr(model, 'name', model)!r}.{hint}"
     )
+
+
+def _check_uniform_sizes(model):
+    """GPT-2 and BERT configs have one head count and feed-forward width for every layer, and
+    heads of `hidden_size / num_attention_heads`: a pruned model's sizes cannot be written."""
+    per_layer = [
+        f"{key}={getattr(model, key)}" for key in ("num_heads", "intermediate_dim") if isinstance(getattr(model, key), list)
+    ]
+    head_dim = getattr(model, "head_dim", None)
+    if not per_layer and head_dim is not None and head_dim * model.num_heads != model.hidden_dim:
+        per_layer.append(f"head_dim={head_dim} with num_heads={model.num_heads}, hidden_dim={model.hidden_dim}")
+    if per_layer:
+        raise ValueError(
+            f"A Hugging Face {'GPT-2' if isinstance(model, GPT) else 'BERT'} config has the same sizes in every layer "
+            f"and heads of hidden_dim / num_heads; {model.name} has {', '.join(per_layer)} (a pruned model?), "
+            "which to_huggingface cannot export. Save it as .keras or export it for TF Serving instead."
+        )
 
 
 def _check_tokenizer(tokenizer, kind, vocabulary_size):

@@ -34,11 +34,18 @@ class TransformerBlock(keras.layers.Layer):
       `activation="gelu"`.
 
     Queries, keys and values come from one fused projection (`qkv_dense`, a kernel
-    of shape `(hidden_dim, 3 * hidden_dim)` laid out `[query | key | value]`, each
-    head-major), which is both the fastest layout and GPT-2's own.
+    of shape `(hidden_dim, 3 * num_heads * head_dim)` laid out `[query | key | value]`,
+    each head-major), which is both the fastest layout and GPT-2's own; the heads'
+    outputs, concatenated, go through `attention_output_dense` (a kernel of shape
+    `(num_heads * head_dim, hidden_dim)`, head `h` feeding rows `h * head_dim` to
+    `(h + 1) * head_dim`).
 
     Args:
-        num_heads: int. Number of attention heads; must divide the hidden size.
+        num_heads: int. Number of attention heads; must divide the hidden size
+            unless `head_dim` is given.
+        head_dim: int or None. Width of each head. `None` gives `hidden_size //
+            num_heads`; an int lets `num_heads * head_dim` differ from the hidden size
+            (a block whose heads were pruned: `tfllm.compression.prune`).
         intermediate_dim: int. Width of the feed-forward network's hidden layer.
         dropout: float. Dropout rate after the attention output and after the
             feed-forward network (the residual branches).
@@ -138,6 +145,7 @@ class TransformerBlock(keras.layers.Layer):
         self,
         num_heads,
         intermediate_dim,
+        head_dim=None,
         dropout=0.0,
         attention_dropout=None,
         activation="gelu",
@@ -152,6 +160,8 @@ class TransformerBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.num_heads = check_positive_int("num_heads", num_heads)
+        # The argument as given (for `get_config`); `head_dim` is the width `build` settles on.
+        self._head_dim = None if head_dim is None else check_positive_int("head_dim", head_dim)
         self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
         self.dropout = check_rate("dropout", dropout)
         self.attention_dropout = (
@@ -177,13 +187,15 @@ class TransformerBlock(keras.layers.Layer):
         hidden_dim = inputs_shape[-1]
         if hidden_dim is None:
             raise ValueError(f"The last dimension of the inputs must be known. Received shape {inputs_shape}")
-        if hidden_dim % self.num_heads:
+        if self._head_dim is None and hidden_dim % self.num_heads:
             raise ValueError(
-                f"`num_heads` must divide the hidden size. Received: num_heads={self.num_heads}, "
+                f"`num_heads` must divide the hidden size (or give `head_dim`). Received: num_heads={self.num_heads}, "
                 f"hidden size={hidden_dim}"
             )
         self.hidden_dim = hidden_dim
-        self.head_dim = hidden_dim // self.num_heads
+        self.head_dim = hidden_dim // self.num_heads if self._head_dim is None else self._head_dim
+        # The width of the concatenated heads: the hidden size unless `head_dim` says otherwise.
+        self.attention_dim = self.num_heads * self.head_dim
         dense_args = dict(
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
@@ -194,10 +206,10 @@ class TransformerBlock(keras.layers.Layer):
 
         self.attention_layer_norm = keras.layers.LayerNormalization(name="attention_layer_norm", **norm_args)
         self.attention_layer_norm.build(feature_shape)
-        self.qkv_dense = keras.layers.Dense(3 * hidden_dim, name="qkv_dense", **dense_args)
+        self.qkv_dense = keras.layers.Dense(3 * self.attention_dim, name="qkv_dense", **dense_args)
         self.qkv_dense.build(feature_shape)
         self.attention_output_dense = keras.layers.Dense(hidden_dim, name="attention_output_dense", **dense_args)
-        self.attention_output_dense.build(feature_shape)
+        self.attention_output_dense.build((None, None, self.attention_dim))
 
         self.feedforward_layer_norm = keras.layers.LayerNormalization(name="feedforward_layer_norm", **norm_args)
         self.feedforward_layer_norm.build(feature_shape)
@@ -311,7 +323,7 @@ class TransformerBlock(keras.layers.Layer):
             delta = ops.matmul(a, b) * scale
             if target in _QKV:
                 index = _QKV.index(target)
-                delta = ops.pad(delta, [(0, 0), (index * self.hidden_dim, (2 - index) * self.hidden_dim)])
+                delta = ops.pad(delta, [(0, 0), (index * self.attention_dim, (2 - index) * self.attention_dim)])
             base = merged.get(kernel.path, ops.cast(kernel, "float32"))
             merged[kernel.path] = base + delta
         return merged
@@ -328,12 +340,12 @@ class TransformerBlock(keras.layers.Layer):
         return [*self._projections().values(), self.attention_layer_norm, self.feedforward_layer_norm]
 
     def _lora_shapes(self):
-        hidden, intermediate = self.hidden_dim, self.intermediate_dim
+        hidden, attention, intermediate = self.hidden_dim, self.attention_dim, self.intermediate_dim
         return {
-            "query": (hidden, hidden),
-            "key": (hidden, hidden),
-            "value": (hidden, hidden),
-            "attention_output": (hidden, hidden),
+            "query": (hidden, attention),
+            "key": (hidden, attention),
+            "value": (hidden, attention),
+            "attention_output": (attention, hidden),
             "feedforward_intermediate": (hidden, intermediate),
             "feedforward_output": (intermediate, hidden),
         }
@@ -399,10 +411,10 @@ class TransformerBlock(keras.layers.Layer):
             attended = self._blocked_attend(query, key, value, mask, training, return_probabilities)
         if return_probabilities:
             attended, probabilities = attended
-            # (batch, seq, hidden) and (batch, heads, query_seq, key_seq)
-            return ops.reshape(attended, (batch_size, query_length, self.hidden_dim)), probabilities
-        # (batch, seq, hidden)
-        return ops.reshape(attended, (batch_size, query_length, self.hidden_dim))
+            # (batch, seq, heads * head_dim) and (batch, heads, query_seq, key_seq)
+            return ops.reshape(attended, (batch_size, query_length, self.attention_dim)), probabilities
+        # (batch, seq, heads * head_dim)
+        return ops.reshape(attended, (batch_size, query_length, self.attention_dim))
 
     def _cached_attention(self, x, padding_mask, attention_mask, cache, cache_index, xla, training):
         """Attention of the new tokens `x` over the cache, after writing their keys and values."""
@@ -528,6 +540,7 @@ class TransformerBlock(keras.layers.Layer):
             {
                 "num_heads": self.num_heads,
                 "intermediate_dim": self.intermediate_dim,
+                "head_dim": self._head_dim,
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
                 "activation": self.activation,

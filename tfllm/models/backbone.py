@@ -7,6 +7,8 @@ own sizes (`model.num_layers`), reloads from `.keras` with nothing but `import t
 module looks a layer up by name.
 """
 
+import numbers
+
 import keras
 
 from tfllm._validation import check_positive_float, check_positive_int, check_rate
@@ -17,12 +19,14 @@ from tfllm.models.presets import PRESETS
 _POSITIVE_INTS = (
     "vocabulary_size",
     "num_layers",
-    "num_heads",
     "hidden_dim",
-    "intermediate_dim",
     "max_sequence_length",
     "num_segments",
 )
+# Sizes given once for every block, or as a list of one per block.
+_PER_LAYER_INTS = ("num_heads", "intermediate_dim")
+# Keys whose default `None` is a choice (not a value the user must give).
+_OPTIONAL = ("head_dim",)
 
 
 def int8_config(activations):
@@ -50,6 +54,24 @@ def _quantize(model, mode, config, kwargs):
     return {"mode": mode, "activations": config.activation_quantizer is not None}
 
 
+def per_layer(size, index):
+    """Block `index`'s entry of a per-layer size (a list), or the size itself (an int)."""
+    return size[index] if isinstance(size, list) else size
+
+
+def _check_per_layer(name, value, num_layers):
+    """A positive int, or a list of `num_layers` positive ints (a tuple becomes a list)."""
+    if not isinstance(value, (list, tuple)):
+        return check_positive_int(name, value)
+    if len(value) != num_layers:
+        raise ValueError(
+            f"`{name}` must be an int or a list of one per layer ({num_layers}). Received: {name}={list(value)}"
+        )
+    if any(isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0 for size in value):
+        raise ValueError(f"`{name}` must hold positive integers. Received: {name}={list(value)}")
+    return [int(size) for size in value]
+
+
 class Backbone(keras.Model):
     """Base of `GPT` and `BERT`: a Functional model built from a keyword config.
 
@@ -57,6 +79,13 @@ class Backbone(keras.Model):
     default, `None` where the user must give one), build their graph in `__init__` from
     `self.resolve_config(preset, config)`, and call `super().__init__(inputs, outputs,
     config=config, ...)`.
+
+    Per-layer sizes: `num_heads` and `intermediate_dim` take an int (every block) or a list of
+    `num_layers` positive ints (block by block, as `tfllm.compression.prune` leaves them).
+    `head_dim` (default `None`: `hidden_dim // num_heads`, which must then divide) sets the
+    width of every head; a list of `num_heads` needs it. The attributes hold what was
+    configured (`model.num_heads` is then the list); each block has its own sizes
+    (`model.transformer_blocks[i].num_heads`, `.head_dim`, `.intermediate_dim`).
     """
 
     presets = {}
@@ -73,8 +102,9 @@ class Backbone(keras.Model):
     def resolve_config(cls, preset, overrides):
         """`defaults`, updated by the preset's config, then by `overrides`, checked.
 
-        Every key must be known, every size a positive integer and the heads must divide the
-        hidden size; otherwise a `ValueError` names the argument and the value.
+        Every key must be known, every size a positive integer (`num_heads` and
+        `intermediate_dim` may be lists of one per layer) and, without `head_dim`, the heads
+        must divide the hidden size; otherwise a `ValueError` names the argument and the value.
         """
         model_name = cls.__name__
         config = dict(cls.defaults)
@@ -91,7 +121,7 @@ class Backbone(keras.Model):
                 f"Unknown {model_name} config argument(s) {', '.join(unknown)}. Known: {', '.join(cls.defaults)}"
             )
         config.update(overrides)
-        missing = [key for key, value in config.items() if value is None]
+        missing = [key for key, value in config.items() if value is None and key not in _OPTIONAL]
         if missing:
             raise ValueError(
                 f"{model_name} needs {', '.join(missing)}: give a `preset` or pass them as keyword arguments."
@@ -101,9 +131,18 @@ class Backbone(keras.Model):
                 config[key] = check_positive_int(key, config[key])
         config["dropout"] = check_rate("dropout", config["dropout"])
         config["layer_norm_epsilon"] = check_positive_float("layer_norm_epsilon", config["layer_norm_epsilon"])
-        if config["hidden_dim"] % config["num_heads"]:
+        for key in _PER_LAYER_INTS:
+            config[key] = _check_per_layer(key, config[key], config["num_layers"])
+        if config.get("head_dim") is not None:
+            config["head_dim"] = check_positive_int("head_dim", config["head_dim"])
+        elif isinstance(config["num_heads"], list):
             raise ValueError(
-                "`num_heads` must divide `hidden_dim`. "
+                "A list of `num_heads` needs `head_dim`, the width of every head. "
+                f"Received: num_heads={config['num_heads']}"
+            )
+        elif config["hidden_dim"] % config["num_heads"]:
+            raise ValueError(
+                "`num_heads` must divide `hidden_dim` (or give `head_dim`). "
                 f"Received: num_heads={config['num_heads']}, hidden_dim={config['hidden_dim']}"
             )
         return config
@@ -127,12 +166,13 @@ class Backbone(keras.Model):
 
     @staticmethod
     def transformer_blocks_for(config, initializer, dtype, **architecture):
-        """`num_layers` blocks of the config's sizes; `architecture` sets `activation`,
-        `normalize_first` and `causal`."""
+        """`num_layers` blocks of the config's sizes (block `i` takes entry `i` of a per-layer
+        list); `architecture` sets `activation`, `normalize_first` and `causal`."""
         return [
             TransformerBlock(
-                num_heads=config["num_heads"],
-                intermediate_dim=config["intermediate_dim"],
+                num_heads=per_layer(config["num_heads"], i),
+                intermediate_dim=per_layer(config["intermediate_dim"], i),
+                head_dim=config["head_dim"],
                 dropout=config["dropout"],
                 fused_attention=config["fused_attention"],
                 layer_norm_epsilon=config["layer_norm_epsilon"],

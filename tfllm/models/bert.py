@@ -24,7 +24,10 @@ class BERT(Backbone):
 
     Args:
         preset: optional name from `tfllm.models.PRESETS` (`"bert-base"`, ...).
-        vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim: ints.
+        vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim: ints;
+            `num_heads` and `intermediate_dim` may be lists of one per layer (see `Backbone`).
+        head_dim: int, default None (`hidden_dim // num_heads`): the width of every
+            attention head; needed with a list of `num_heads`.
         max_sequence_length: int, default 512: the number of learned positions.
         num_segments: int, default 2: the segment (token type) vocabulary.
         dropout: float, default 0.1.
@@ -60,6 +63,7 @@ class BERT(Backbone):
         num_heads=None,
         hidden_dim=None,
         intermediate_dim=None,
+        head_dim=None,
         max_sequence_length=512,
         num_segments=2,
         dropout=0.1,

@@ -20,7 +20,10 @@ class GPT(Backbone):
 
     Args:
         preset: optional name from `tfllm.models.PRESETS` (`"gpt2-small"`, ...).
-        vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim: ints.
+        vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim: ints;
+            `num_heads` and `intermediate_dim` may be lists of one per layer (see `Backbone`).
+        head_dim: int, default None (`hidden_dim // num_heads`): the width of every
+            attention head; needed with a list of `num_heads`.
         max_sequence_length: int, default 1024: the number of learned positions.
         dropout: float, default 0.1: on the embeddings, the residual branches and the
             attention probabilities.
@@ -56,6 +59,7 @@ class GPT(Backbone):
         num_heads=None,
         hidden_dim=None,
         intermediate_dim=None,
+        head_dim=None,
         max_sequence_length=1024,
         dropout=0.1,
         layer_norm_epsilon=1e-5,
