@@ -101,6 +101,32 @@ def test_a_useless_head_and_unit_score_zero_and_the_scores_are_normalised():
     np.testing.assert_allclose([np.linalg.norm(scores) for scores in heads + units], 1.0, rtol=1e-5)
 
 
+def test_head_importance_is_the_gradient_of_a_gate_on_each_head():
+    """Against central differences of a loss in a gate scaling each head's output rows. The loss
+    is linear in the logits, with no constant part for float32 rounding to swamp the differences."""
+    model = classifier()
+    inputs = bert_inputs()
+    direction = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
+
+    def loss(y_true, y_pred, sample_weight=None):
+        return keras.ops.sum(y_pred * direction)
+
+    kernel = model.backbone.transformer_blocks[1].attention_output_dense.kernel
+    weights = to_numpy(kernel).copy()
+
+    def loss_with_gate(head, gate):
+        scaled = weights.copy()
+        scaled[head * HEAD_DIM:(head + 1) * HEAD_DIM] *= gate
+        kernel.assign(scaled)
+        return float(to_numpy(loss(None, model(inputs, training=False))))
+
+    eps = 0.1
+    gradients = np.array([(loss_with_gate(h, 1 + eps) - loss_with_gate(h, 1 - eps)) / (2 * eps) for h in range(4)])
+    kernel.assign(weights)
+    expected = np.abs(gradients) / np.linalg.norm(gradients)
+    np.testing.assert_allclose(head_importance(model, [(inputs, None)], loss=loss)[1], expected, atol=2e-3)
+
+
 def test_importance_with_a_given_loss_equals_the_compiled_one():
     model = classifier()
     dataset = [(bert_inputs(), np.array([0, 1, 2, 0]))]

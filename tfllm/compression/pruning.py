@@ -174,33 +174,34 @@ def _importance(model, dataset, loss, steps):
     if steps is not None:
         steps = check_positive_int("steps", steps)
     kernels = [kernel for block in blocks for kernel in _gated_kernels(block)]
-    totals = [np.zeros(kernel.shape[0], "float64") for kernel in kernels]
+    head_totals = [np.zeros(block.num_heads) for block in blocks]
+    unit_totals = [np.zeros(block.intermediate_dim) for block in blocks]
     batches = 0
     for batch in dataset:
         if steps is not None and batches == steps:
             break
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         gradients = _gradients(model, kernels, x, y, sample_weight, loss)
-        for total, kernel, gradient in zip(totals, kernels, gradients):
-            gates = ops.sum(ops.cast(kernel, "float32") * ops.cast(gradient, "float32"), axis=1)
-            total += np.abs(ops.convert_to_numpy(gates))
+        for index, block in enumerate(blocks):
+            rows = _row_gates(kernels[2 * index], gradients[2 * index])
+            # A head's gate gradient sums those of the rows it feeds: (heads, head_dim) -> (heads,)
+            head_totals[index] += np.abs(rows.reshape(block.num_heads, block.head_dim).sum(axis=1))
+            unit_totals[index] += np.abs(_row_gates(kernels[2 * index + 1], gradients[2 * index + 1]))
         batches += 1
     if batches == 0:
         raise ValueError("`dataset` gave no batches to compute the importance on.")
-
-    head_scores, unit_scores = [], []
-    for index, block in enumerate(blocks):
-        rows, units = totals[2 * index], totals[2 * index + 1]
-        # A head's gate gradient is the sum over its rows of the attention output kernel.
-        head_scores.append(_normalized(np.abs(rows.reshape(block.num_heads, block.head_dim).sum(axis=1))))
-        unit_scores.append(_normalized(units))
-    return head_scores, unit_scores
+    return [_normalized(totals) for totals in head_totals], [_normalized(totals) for totals in unit_totals]
 
 
 def _gated_kernels(block):
-    """The kernels whose rows carry each head's and each unit's output: `W * dL/dW` summed
-    over a row is the gradient of a gate on that row's input."""
+    """The kernels whose rows carry each head's and each unit's output."""
     return [block.attention_output_dense.kernel, block.feedforward_output_dense.kernel]
+
+
+def _row_gates(kernel, gradient):
+    """`sum(W * dL/dW)` over each row of `kernel`: the gradient of a gate on that row's input."""
+    products = ops.cast(kernel, "float32") * ops.cast(gradient, "float32")
+    return ops.convert_to_numpy(ops.sum(products, axis=1)).astype("float64")
 
 
 def _normalized(scores):
