@@ -135,7 +135,9 @@ def prune_by_importance(model, dataset, head_fraction=0.5, feedforward_fraction=
 
     heads = {}
     count = [block.num_heads for block in blocks]
-    ranked = sorted((score, layer, head) for layer, scores in enumerate(head_scores) for head, score in enumerate(scores))
+    ranked = sorted(
+        (score, layer, head) for layer, scores in enumerate(head_scores) for head, score in enumerate(scores)
+    )
     to_remove = round(head_fraction * sum(count))
     for _, layer, head in ranked:
         if to_remove == 0:
