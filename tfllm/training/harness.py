@@ -186,19 +186,16 @@ def add_distillation_flags(parser):
     )
 
 
-_teachers = {}
-
-
 def teacher(args):
-    """The `--distill-from` run (a `Run`, loaded once), or None without the flag."""
+    """The `--distill-from` run (a `Run`, loaded once per `args`), or None without the flag."""
     directory = getattr(args, "distill_from", None)
     if not directory:
         if getattr(args, "student_layers", None) is not None:
             raise ValueError("--student-layers takes its blocks from a teacher: give --distill-from too.")
         return None
-    if directory not in _teachers:
-        _teachers[directory] = load_run(directory, compile=False)
-    return _teachers[directory]
+    if getattr(args, "_teacher", None) is None:
+        args._teacher = load_run(directory, compile=False)
+    return args._teacher
 
 
 def student_from_teacher(args):
