@@ -21,7 +21,7 @@ def decoder_logits(model, ids, xla, prefill=3):
     (called once per position, each reading its logits at that column), then one token a step."""
     rows = ids.shape[0]
     decoder = GPTDecoder(model, xla=xla)
-    kernels = decoder.output_kernels()
+    kernels = decoder.kernels()
     start = np.zeros((rows,), "int32")
     logits = []
     for column in range(prefill):
@@ -75,6 +75,24 @@ def test_a_composed_model_and_a_nested_gpt_decode_like_their_full_pass(gpt, xla)
     decoder = GPTDecoder(composed)
     assert decoder.vocabulary_size == 64 and decoder.max_sequence_length == 24
     assert len(decoder.blocks) == 2
+
+
+@pytest.mark.parametrize("activations", [False, True], ids=["weight-only", "int8-products"])
+def test_an_int8_gpt_decodes_like_its_full_pass_and_keeps_its_int8_kernels(activations):
+    # Weight-only int8 layers read kernels cast to float once per call, not once per step:
+    # the logits must still be the quantized model's own, and the model must come back as it was.
+    from tfllm.compression import quantize
+
+    keras.utils.set_random_seed(3)
+    model = quantize(GPT("gpt-test"), activations=activations)
+    ids = np.array([[5, 9, 300, 41, 7], [8, 2, 77, 6, 410]], "int32")
+    expected = ops.convert_to_numpy(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    decoder = GPTDecoder(model, xla=False)
+    assert (len(decoder._int8) > 0) != activations
+    np.testing.assert_allclose(decoder_logits(model, ids, xla=False), expected, atol=1e-4)
+    dense = (keras.layers.Dense, keras.layers.EinsumDense)
+    kernels = [layer._kernel for layer in model._flatten_layers() if isinstance(layer, dense)]
+    assert kernels and all(isinstance(kernel, keras.Variable) and kernel.dtype == "int8" for kernel in kernels)
 
 
 def test_decoder_says_what_a_model_lacks():

@@ -5,6 +5,7 @@ function compiles with XLA (`tf.function(jit_compile=True)`, `jax.jit`) and trac
 plain TensorFlow graph with no `Xla*` ops, which is what a TF Serving export embeds.
 """
 
+import contextlib
 import warnings
 
 import keras
@@ -26,9 +27,12 @@ class GPTDecoder:
     the model's own graph, calling every causal `TransformerBlock` with its cache
     (`TransformerBlock.empty_cache`, the block's one cached-attention path), every
     `PositionalEmbedding` from each row's position, and everything else as the model does.
-    Dropout is off: decoding is inference. Two things are done once per call instead of per
-    step: a `ReversibleEmbedding`'s output projection reads a transposed copy of its table
-    made once (`output_kernels`), and the logits are computed at one position per row only.
+    Dropout is off: decoding is inference. Three things are done once per call instead of
+    per step (`kernels`): a `ReversibleEmbedding`'s output projection reads a transposed copy
+    of its table made once, the int8 kernels of a weight-only quantized model
+    (`tfllm.compression.quantize`) are cast to float once, and the logits are computed at one
+    position per row only. A quantized model therefore holds a float copy of its kernels
+    while a call runs: its steps cost what float32 steps cost, its stored weights stay int8.
 
     What a model needs, checked here (a `ValueError` says what is missing):
 
@@ -52,7 +56,7 @@ class GPTDecoder:
 
     >>> decoder = GPTDecoder(tfllm.models.GPT.from_preset("gpt-test"))
     >>> caches = decoder.empty_caches(rows=2, length=16)
-    >>> kernels = decoder.output_kernels()
+    >>> kernels = decoder.kernels()
     >>> logits, caches = decoder(np.ones((2, 4), "int32"), caches, np.zeros(2, "int32"), kernels)
     >>> logits.shape
     (2, 512)
@@ -71,6 +75,15 @@ class GPTDecoder:
         self.vocabulary_size = model.output.shape[-1]
         lengths = [op.sequence_length for op, _ in operations if isinstance(op, PositionalEmbedding)]
         self.max_sequence_length = min(lengths) if lengths else None
+        # Weight-only int8 layers compute `inputs @ cast(kernel) / scale`; activation-quantized
+        # ones multiply int8 by int8, which a float kernel would change, so they run as they are.
+        self._int8 = [
+            layer
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+            and layer.quantization_mode == "int8"
+            and layer.inputs_quantizer is None
+        ]
 
     def _check(self, model, operations):
         name = getattr(model, "name", model)
@@ -118,13 +131,19 @@ class GPTDecoder:
         """One `block.empty_cache(rows, length)` per block call, in the order the graph runs them."""
         return [block.empty_cache(rows, length) for block in self.blocks]
 
-    def output_kernels(self):
-        """The transposed tables of the model's tied output projections, to be made once per call.
+    def kernels(self):
+        """The kernels the steps read, made once per call: `{"output", "dequantized"}`.
 
-        A step's logits are then a plain matrix product that reads the kernel in order;
-        transposing inside every step instead costs XLA a strided read of the whole table.
+        `output`: the transposed tables of the model's output projections. A step's logits are
+        then a plain matrix product that reads the kernel in order; transposing inside every
+        step instead costs XLA a strided read of the whole table. `dequantized`: the int8
+        kernels of weight-only quantized layers cast to float, which the layers' own calls
+        would otherwise redo at every step (on a CPU, more than the product itself costs).
         """
-        return [_output_kernel(embedding) for embedding in self._reversed]
+        return {
+            "output": [_output_kernel(embedding) for embedding in self._reversed],
+            "dequantized": [ops.cast(layer._kernel, layer.compute_dtype) for layer in self._int8],
+        }
 
     def __call__(self, token_ids, caches, positions, kernels, logits_at=None):
         """Runs `token_ids` `(rows, seq)`; row `r` at positions `positions[r] + [0, seq)`.
@@ -133,7 +152,7 @@ class GPTDecoder:
             token_ids: int32 `(rows, seq)`.
             caches: from `empty_caches` or the previous call.
             positions: int32 `(rows,)`.
-            kernels: from `output_kernels()`.
+            kernels: from `kernels()`.
             logits_at: optional int32 `(rows,)`: the column of each row whose logits are
                 returned (default: the last).
 
@@ -145,7 +164,7 @@ class GPTDecoder:
         if logits_at is None:
             logits_at = ops.full((ops.shape(token_ids)[0],), ops.shape(token_ids)[1] - 1, "int32")
         updated = []
-        kernels = dict(zip(map(id, self._reversed), kernels))
+        output_kernels = dict(zip(map(id, self._reversed), kernels["output"]))
 
         def hook(operation, *args, **kwargs):
             if isinstance(operation, TransformerBlock):
@@ -163,8 +182,8 @@ class GPTDecoder:
                 return output
             if isinstance(operation, PositionalEmbedding):
                 return operation(*args, start_index=positions, **kwargs)
-            if isinstance(operation, ReversibleEmbedding) and kwargs.get("reverse") and id(operation) in kernels:
-                return _reverse(operation, args[0], kernels[id(operation)])
+            if isinstance(operation, ReversibleEmbedding) and kwargs.get("reverse") and id(operation) in output_kernels:
+                return _reverse(operation, args[0], output_kernels[id(operation)])
             return operation(*args, **kwargs)
 
         inputs = {"token_ids": token_ids}
@@ -172,13 +191,32 @@ class GPTDecoder:
             inputs["padding_mask"] = ops.ones_like(token_ids)
         if not isinstance(self.model.input, dict):
             inputs = token_ids
-        logits = graph.run(self.model, inputs, hook)
+        with _kernels_replaced(self._int8, kernels["dequantized"]):
+            logits = graph.run(self.model, inputs, hook)
         return ops.cast(logits[:, -1], "float32"), updated
+
+
+@contextlib.contextmanager
+def _kernels_replaced(layers, kernels):
+    """Each layer's `_kernel` read as the given tensor while the block runs (the attribute is
+    set past Keras's tracking, so the layer's variables and the model are left as they were)."""
+    originals = [layer._kernel for layer in layers]
+    try:
+        for layer, kernel in zip(layers, kernels):
+            object.__setattr__(layer, "_kernel", kernel)
+        yield
+    finally:
+        for layer, original in zip(layers, originals):
+            object.__setattr__(layer, "_kernel", original)
 
 
 def _output_kernel(embedding):
     if embedding.quantization_mode is not None:
-        return ops.zeros((0,))  # quantized: the layer's own call is used
+        if embedding.quantization_mode != "int8" or embedding.inputs_quantizer is not None:
+            return ops.zeros((0,))  # the layer's own call is used
+        if embedding.tie_weights:
+            return ops.cast(ops.transpose(embedding._embeddings), embedding.compute_dtype)
+        return ops.cast(embedding.reverse_embeddings, embedding.compute_dtype)
     if embedding.tie_weights:
         return ops.transpose(embedding.embeddings)
     return embedding.reverse_embeddings
@@ -187,7 +225,14 @@ def _output_kernel(embedding):
 def _reverse(embedding, hidden, kernel):
     """`embedding(hidden, reverse=True)` with the output kernel made beforehand."""
     if embedding.quantization_mode is not None:
-        return embedding(hidden, reverse=True)
+        if embedding.quantization_mode != "int8" or embedding.inputs_quantizer is not None:
+            return embedding(hidden, reverse=True)
+        # As `ReversibleEmbedding._int8_call`: the product in float, then each column's scale.
+        scale = embedding.embeddings_scale if embedding.tie_weights else embedding.reverse_embeddings_scale
+        logits = ops.divide(ops.matmul(hidden, kernel), ops.reshape(scale, (-1,)))
+        if embedding.logit_soft_cap is not None:
+            logits = ops.tanh(logits / embedding.logit_soft_cap) * embedding.logit_soft_cap
+        return logits
     dtype = embedding.reverse_dtype or hidden.dtype
     logits = ops.matmul(ops.cast(hidden, dtype), ops.cast(kernel, dtype))
     if embedding.logit_soft_cap is not None:
@@ -311,7 +356,7 @@ class _Decoding:
         self.lengths = per_row(lengths, "int32", "lengths")
         self.token_ids = ops.repeat(token_ids, copies, axis=0)
         self.rows = batch_size * copies
-        self.kernels = decoder.output_kernels()
+        self.kernels = decoder.kernels()
         self.choose = _TokenChoice(
             lengths=self.lengths,
             vocabulary_size=decoder.vocabulary_size,
