@@ -2,7 +2,8 @@
 
 Classifier variants, from runs on the same data (e.g. SST-2 from all-MiniLM-L6-v2): the
 fully fine-tuned `--run` as `fp32` and `int8` (the same model through
-`tfllm.compression.quantize`), and each of the other runs given, in float32 and in int8: its
+`tfllm.compression.quantize`) and `bf16` (`tfllm.compression.cast`), and each of the other
+runs given, in the same three precisions: its
 LoRA-merged model (`finetune_classifier.py --lora-rank`), a distilled student
 (`distill.py`) and a pruned model (`prune.py`). For each: parameters, SavedModel bytes on disk, the exported
 `serving_default` latency at batch 1 and 8 (raw text in; the variants are timed alternately
@@ -34,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 import tfllm  # noqa: E402
 from benchmarks import reporting  # noqa: E402
 from benchmarks.export import alternate, greedy_inputs  # noqa: E402
-from tfllm.compression import quantize  # noqa: E402
+from tfllm.compression import cast, quantize  # noqa: E402
 from tfllm.data import read_classification_file  # noqa: E402
 from tfllm.training import harness  # noqa: E402
 
@@ -53,17 +54,20 @@ def variables_bytes(path):
 
 def classifier_variants(runs):
     """`{name: (model, tokenizer, labels, sequence length)}` of the runs (`{prefix: directory}`),
-    as loaded and in int8."""
+    as loaded, in int8 and in bfloat16."""
     variants = {}
     for prefix, directory in runs.items():
         if directory is None:
             continue
-        for precision in ("fp32", "int8"):
+        for precision in ("fp32", "int8", "bf16"):
             loaded = harness.load_run(directory)
+            model = loaded.model
             if precision == "int8":
-                quantize(loaded.model)
-            length = loaded.metrics.get("sequence_length") or loaded.model.backbone.max_sequence_length
-            variants[f"{prefix}{precision}"] = (loaded.model, loaded.tokenizer, loaded.labels, length)
+                quantize(model)
+            if precision == "bf16":
+                model = cast(model, "bfloat16")
+            length = loaded.metrics.get("sequence_length") or model.backbone.max_sequence_length
+            variants[f"{prefix}{precision}"] = (model, loaded.tokenizer, loaded.labels, length)
     return variants
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import to_numpy
-from tfllm.compression import merge_lora, quantize
+from tfllm.compression import cast, merge_lora, quantize
 from tfllm.models import BERT, GPT, BERTClassifier
 
 SIZES = dict(vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
@@ -85,3 +85,61 @@ def test_quantizing_twice_an_unknown_mode_and_lora_are_refused():
         quantize(merged)
     with pytest.raises(ValueError, match="already quantized"):
         merged.quantize("int8")
+
+
+def test_a_bfloat16_cast_keeps_the_predictions_round_trips_and_quantizes(tmp_path):
+    model = BERTClassifier(BERT(**SIZES), num_classes=3)
+    inputs = bert_inputs()
+    half = cast(model, "bfloat16")
+    assert type(half) is BERTClassifier and half.backbone.dtype_policy.name == "bfloat16"
+    assert {weight.dtype for weight in half.backbone.weights} == {"bfloat16"}
+    assert {weight.dtype for weight in model.weights} == {"float32"}  # the original is untouched
+    logits = to_numpy(half(inputs))
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, to_numpy(model(inputs)), atol=0.05)
+    path = str(tmp_path / "bf16.keras")
+    half.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.backbone.dtype_policy.name == "bfloat16"
+    np.testing.assert_array_equal(to_numpy(loaded(inputs)), logits)
+    # int8 weights with bfloat16 products.
+    both = quantize(cast(model, "bfloat16"))
+    dense = [layer for layer in both.backbone._flatten_layers() if isinstance(layer, keras.layers.Dense)]
+    assert dense and {(layer.quantization_mode, layer.compute_dtype) for layer in dense} == {("int8", "bfloat16")}
+    np.testing.assert_allclose(to_numpy(both(inputs)), logits, atol=0.05)
+
+
+def test_a_bfloat16_gpt_generates_its_own_greedy_tokens():
+    from tfllm.generation import generate
+
+    model = cast(GPT(**{**SIZES, "max_sequence_length": 32}), "bfloat16")
+    prompt = np.array([[5, 6, 7]], "int32")
+    output = to_numpy(generate(model, prompt, 6, jit_compile=False))
+    logits = to_numpy(model({"token_ids": output[:, :-1], "padding_mask": np.ones_like(output[:, :-1])}))
+    np.testing.assert_array_equal(output[0, 3:], logits[0, 2:].argmax(-1))
+
+
+def test_cast_refuses_an_unknown_dtype_a_quantized_model_and_lora():
+    model = BERTClassifier(BERT(**SIZES), num_classes=3)
+    with pytest.raises(ValueError, match="`dtype` must be one of"):
+        cast(model, "int8")
+    with pytest.raises(ValueError, match="takes a tfllm model"):
+        cast(keras.Sequential([keras.layers.Dense(2)]))
+    with pytest.raises(ValueError, match="cast the float model, then quantize"):
+        cast(quantize(BERTClassifier(BERT(**SIZES), num_classes=3)))
+    model.enable_lora(2)
+    with pytest.raises(ValueError, match="has LoRA adapters: merge them first"):
+        cast(model)
+
+
+def test_the_quantize_bfloat16_flag_gives_a_compiled_bfloat16_copy(tmp_path):
+    from argparse import Namespace
+
+    from tfllm.training import harness
+
+    model = BERTClassifier(BERT(**SIZES), num_classes=3)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    half, metrics = harness.compress(model, Namespace(quantize="bfloat16", output_dir=str(tmp_path)))
+    assert metrics["dtype"] == "bfloat16" and half.backbone.dtype_policy.name == "bfloat16"
+    loss, accuracy = half.evaluate(bert_inputs(), np.array([0, 1, 2, 0]), verbose=0)
+    assert np.isfinite(loss) and 0 <= accuracy <= 1

@@ -6,6 +6,7 @@ safetensors file; `merge_lora` folds them into the kernels for export.
 
 int8: `quantize(model)` stores every Dense and Embedding kernel as int8 (weight-only; see
 `tfllm.compression.quantization`); the model saves, reloads, generates and exports quantized.
+`cast(model, "bfloat16")` gives a copy with 16-bit weights and products.
 
 Distillation: `Distiller(teacher, student)` trains a smaller student with `fit` on the labels
 and the teacher's softened predictions; `truncated(teacher, k)` starts a student from k of the
@@ -20,9 +21,10 @@ feed-forward units and rebuilds a smaller model of the same class; `head_importa
 from tfllm.compression.distillation import Distiller, truncated
 from tfllm.compression.lora import load_lora, merge_lora, save_lora
 from tfllm.compression.pruning import feedforward_importance, head_importance, prune, prune_by_importance
-from tfllm.compression.quantization import quantize
+from tfllm.compression.quantization import cast, quantize
 
 __all__ = [
+    "cast",
     "Distiller",
     "feedforward_importance",
     "head_importance",

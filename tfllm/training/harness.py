@@ -132,10 +132,11 @@ def add_compression_flags(parser, lora=True):
     by `enable_lora` and `compress`."""
     parser.add_argument(
         "--quantize",
-        choices=["int8"],
+        choices=["int8", "bfloat16"],
         default=None,
         help="after training, store the model's Dense and Embedding weights as int8 (weight-only; "
-        "tfllm.compression.quantize) before it is evaluated, saved and exported",
+        "tfllm.compression.quantize) or the whole model in bfloat16 (tfllm.compression.cast) before "
+        "it is evaluated, saved and exported",
     )
     if not lora:
         return
@@ -250,7 +251,7 @@ def compress(model, args):
     A `Distiller` gives its student (compiled as the distiller was), and the metrics record
     the teacher. With `--lora-rank`, the adapters and head are saved to `OUTPUT_DIR/lora.safetensors` and the
     model is the merged one (compiled as the trained one was); with `--quantize int8` its
-    weights are then int8. The metrics count the weights that trained (`trainable_parameters`)
+    weights are then int8, with `--quantize bfloat16` the model is a bfloat16 copy. The metrics count the weights that trained (`trainable_parameters`)
     and record the LoRA file's size and the quantization.
     """
     from tfllm import compression
@@ -274,7 +275,12 @@ def compress(model, args):
         merged = compression.merge_lora(model)
         merged.compile_from_config(model.get_compile_config())
         model = merged
-    if args.quantize:
+    if args.quantize == "bfloat16":
+        half = compression.cast(model, "bfloat16")
+        half.compile_from_config(model.get_compile_config())
+        model = half
+        metrics["dtype"] = "bfloat16"
+    elif args.quantize:
         compression.quantize(model, args.quantize)
         metrics["quantization"] = model.quantization
     return model, metrics
