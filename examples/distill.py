@@ -18,7 +18,8 @@ student starts from `--student-layers` of the teacher's blocks, evenly spaced (d
 of them, at least one), and every other weight of the teacher; it reads the teacher's tokenizer,
 and a classifier's or tagger's labels must be the teacher's. `--temperature` (default 2) softens
 both models' predictions and `--distill-alpha` (default 0.5) weighs the labels' loss against the
-soft targets'. `--sequence-length` defaults to the teacher's (from its metrics.json). Writes
+soft targets'; `--hidden-weight W` adds hidden-state matching (each student block's output pulled
+to its teacher block's). `--sequence-length` defaults to the teacher's (from its metrics.json). Writes
 what the chosen script writes, with `distilled_from` in `metrics.json`.
 """
 

@@ -161,3 +161,58 @@ def test_teacher_and_student_must_agree():
         Distiller(classifier(), classifier(), temperature=0)
     with pytest.raises(ValueError, match="alpha"):
         Distiller(classifier(), classifier(), alpha=1.5)
+
+
+def block_outputs(model, x):
+    """Each block's output, from a model that returns them (the backbone's own graph)."""
+    backbone = model.backbone
+    probe = keras.Model(backbone.inputs, [block.output for block in backbone.transformer_blocks])
+    return [to_numpy(output) for output in probe(x)]
+
+
+def test_hidden_state_loss_is_the_masked_mean_squared_distance_of_matched_blocks():
+    teacher = classifier()
+    student = truncated(teacher, 2)
+    distiller = Distiller(teacher, student, hidden_weight=1.0)
+    assert distiller.hidden_layers == [0, 2]  # the blocks `truncated` kept
+    x = bert_inputs(batch=4, padded=3)
+    t, s = block_outputs(teacher, x), block_outputs(student, x)
+    # The student's first block is the teacher's first: same output, nothing to learn there.
+    np.testing.assert_allclose(s[0], t[0], atol=1e-5)
+    mask = x["padding_mask"].astype("float32")
+    expected = np.mean([((si - t[j]) ** 2).mean(-1).__mul__(mask).sum() / mask.sum() for si, j in zip(s, [0, 2])])
+    got = distiller.hidden_state_loss([t[0], t[2]], s, x["padding_mask"])
+    np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-5)
+
+
+def test_hidden_state_matching_pulls_the_students_blocks_to_the_teachers():
+    keras.utils.set_random_seed(0)
+    teacher = classifier()
+    student = classifier(num_layers=2)  # a new student: its blocks know nothing of the teacher's
+    x = bert_inputs(batch=32, seed=3)
+    y = to_numpy(teacher(x)).argmax(-1)
+    distiller = Distiller(teacher, student, alpha=0.5, hidden_weight=5.0, hidden_layers=[1, 2])
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    t = block_outputs(teacher, x)
+
+    def distance():
+        return float(np.mean([((s - t[j]) ** 2).mean() for s, j in zip(block_outputs(student, x), [1, 2])]))
+
+    before = distance()
+    history = distiller.fit(x, y, epochs=20, batch_size=16, verbose=0).history
+    assert distance() < before / 2
+    assert history["hidden_loss"][-1] < history["hidden_loss"][0]
+    np.testing.assert_array_equal(block_outputs(teacher, x)[2], t[2])  # the teacher did not move
+
+
+def test_hidden_state_matching_needs_blocks_of_one_width_and_a_block_per_student_block():
+    with pytest.raises(ValueError, match="blocks must have one width"):
+        Distiller(classifier(), classifier(num_layers=1, hidden_dim=8), hidden_weight=1.0)
+    with pytest.raises(ValueError, match="one teacher block for each of the student's 2 blocks"):
+        Distiller(classifier(), classifier(num_layers=2), hidden_weight=1.0, hidden_layers=[1])
+    with pytest.raises(ValueError, match="block indices"):
+        Distiller(classifier(), classifier(num_layers=2), hidden_weight=1.0, hidden_layers=[2, 1])
+    with pytest.raises(ValueError, match="hidden_weight"):
+        Distiller(classifier(), classifier(), hidden_weight=-1.0)
+    # Without hidden-state matching widths may differ.
+    assert Distiller(classifier(), classifier(num_layers=1, hidden_dim=8)).hidden_layers is None

@@ -269,13 +269,16 @@ def test_distill_classifier_into_a_student_of_fewer_blocks(sst2_sample, tmp_path
     student_dir = str(tmp_path / "student")
     metrics = load_example("distill").main(
         ["--teacher", teacher_dir, "--data", train, "--validation-data", dev, "--output-dir", student_dir,
-         "--epochs", "1", "--batch-size", "16", "--temperature", "3", "--export-dir", str(tmp_path / "saved_models")]
+         "--epochs", "1", "--batch-size", "16", "--temperature", "3", "--hidden-weight", "1",
+         "--export-dir", str(tmp_path / "saved_models")]
     )
     # A third of two blocks, rounded up: one block, the teacher's second, evenly spaced from its last.
     teacher = keras.saving.load_model(os.path.join(teacher_dir, "model.keras"))
     student = keras.saving.load_model(os.path.join(student_dir, "model.keras"))
     assert isinstance(student, tfllm.models.BERTClassifier) and student.backbone.num_layers == 1
-    assert metrics["distilled_from"] == {"run": teacher_dir, "teacher_layers": 2, "temperature": 3.0, "alpha": 0.5}
+    assert metrics["distilled_from"] == {
+        "run": teacher_dir, "teacher_layers": 2, "temperature": 3.0, "alpha": 0.5, "hidden_weight": 1.0
+    }
     assert metrics["sequence_length"] == 32  # the teacher's, from its metrics.json
     assert 0 <= metrics["val_accuracy"] <= 1 and os.path.exists(os.path.join(metrics["export_path"], "saved_model.pb"))
     # The student reads the teacher's vocabulary and started from its weights: one epoch leaves them close.

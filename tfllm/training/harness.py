@@ -165,8 +165,8 @@ def enable_lora(model, args):
 
 
 def add_distillation_flags(parser):
-    """`--distill-from`, `--student-layers`, `--temperature` and `--distill-alpha`, read by
-    `teacher`, `student_from_teacher` and `distill`."""
+    """`--distill-from`, `--student-layers`, `--temperature`, `--distill-alpha` and
+    `--hidden-weight`, read by `teacher`, `student_from_teacher` and `distill`."""
     group = parser.add_argument_group("distillation (tfllm.compression.Distiller)")
     group.add_argument(
         "--distill-from",
@@ -184,6 +184,13 @@ def add_distillation_flags(parser):
     group.add_argument("--temperature", type=float, default=2.0, help="softens both models' predictions")
     group.add_argument(
         "--distill-alpha", type=float, default=0.5, help="the weight of the loss on the labels; the soft targets get 1 - alpha"
+    )
+    group.add_argument(
+        "--hidden-weight",
+        type=float,
+        default=0.0,
+        help="the weight of hidden-state matching: the squared distance between each student block's output and "
+        "that of a teacher block, evenly spaced (the blocks --student-layers keeps); needs one width (default 0: off)",
     )
 
 
@@ -242,7 +249,9 @@ def distill(model, args, labels=None):
         raise ValueError(
             f"--distill-from {args.distill_from!r} was trained on the labels {run.labels}; this data has {labels}."
         )
-    return Distiller(run.model, model, temperature=args.temperature, alpha=args.distill_alpha)
+    return Distiller(
+        run.model, model, temperature=args.temperature, alpha=args.distill_alpha, hidden_weight=args.hidden_weight
+    )
 
 
 def compress(model, args):
@@ -263,6 +272,7 @@ def compress(model, args):
             "teacher_layers": getattr(model.teacher, "backbone", model.teacher).num_layers,
             "temperature": model.temperature,
             "alpha": model.alpha,
+            "hidden_weight": model.hidden_weight,
         }
         student = model.student
         student.compile_from_config(model.get_compile_config())
