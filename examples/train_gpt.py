@@ -9,6 +9,10 @@ validation unless `--validation-data` names another file. Run:
 
     python examples/train_gpt.py --output-dir runs/gpt
     python examples/train_gpt.py --data my_corpus.txt --output-dir runs/mine --max-minutes 5
+    python examples/train_gpt.py --strategy mirrored --batch-size 64 --output-dir runs/gpus
+
+`--strategy mirrored` trains on every local GPU, `--strategy multi-worker` on several machines
+(TF_CONFIG; docs/distributed.md); `--batch-size` is then the global batch.
 
 Writes to `--output-dir`: `tokenizer/` (vocab.json, merges.txt), `model.keras`,
 `metrics.json` (`val_loss`, `val_perplexity`, `val_nats_per_char`, ...), `history.csv`
@@ -28,7 +32,7 @@ import tfllm
 from tfllm.data import causal_lm_dataset, hold_out_lines
 from tfllm.data.public import tiny_shakespeare
 from tfllm.tokenizers import BytePairTokenizer
-from tfllm.training import SparseCrossEntropy, create_optimizer, harness, sparse_cross_entropy
+from tfllm.training import SparseCrossEntropy, create_optimizer, distribute, harness, sparse_cross_entropy
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -55,6 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="also the backup interval")
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--export-max-new-tokens", type=int, default=None, help="the served cap (default: half the context)")
+    harness.add_strategy_flag(parser)
     harness.add_compression_flags(parser, lora=False)
     harness.add_distillation_flags(parser)
     return parser.parse_args(argv)
@@ -116,30 +121,32 @@ def main(argv=None):
         drop_remainder=False,
     )
 
-    # ## The model: new, or with --distill-from and --student-layers, blocks of the teacher
-    model = harness.student_from_teacher(args) or tfllm.models.GPT(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=args.num_layers,
-        num_heads=args.num_heads,
-        hidden_dim=args.hidden_dim,
-        intermediate_dim=args.intermediate_dim,
-        max_sequence_length=args.sequence_length,
-        dropout=args.dropout,
-    )
-    model = harness.distill(model, args)
-    updates = math.ceil(args.steps / args.gradient_accumulation)
-    model.compile(
-        optimizer=create_optimizer(
-            args.learning_rate,
-            total_steps=updates,
-            weight_decay=args.weight_decay,
-            beta_2=0.99,
-            gradient_accumulation_steps=args.gradient_accumulation,
-        ),
-        loss=SparseCrossEntropy(),
-        metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
-        jit_compile=harness.jit_compile(args),
-    )
+    # ## The model: new, or with --distill-from and --student-layers, blocks of the teacher;
+    # built and compiled under the --strategy, whose replicas then share each batch
+    with harness.strategy_scope(args):
+        model = harness.student_from_teacher(args) or tfllm.models.GPT(
+            vocabulary_size=tokenizer.vocabulary_size(),
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim,
+            max_sequence_length=args.sequence_length,
+            dropout=args.dropout,
+        )
+        model = harness.distill(model, args)
+        updates = math.ceil(args.steps / args.gradient_accumulation)
+        model.compile(
+            optimizer=create_optimizer(
+                args.learning_rate,
+                total_steps=updates,
+                weight_decay=args.weight_decay,
+                beta_2=0.99,
+                gradient_accumulation_steps=args.gradient_accumulation,
+            ),
+            loss=SparseCrossEntropy(),
+            metrics=[keras_hub.metrics.Perplexity(from_logits=True, name="perplexity")],
+            jit_compile=harness.jit_compile(args),
+        )
 
     # ## Training
     history, training_seconds = harness.fit(
@@ -156,7 +163,7 @@ def main(argv=None):
     model, compression_metrics = harness.compress(model, args)
 
     # ## Evaluation
-    results = model.evaluate(validation, return_dict=True, verbose=0)
+    results = distribute.evaluate(model, validation, return_dict=True, verbose=0)
     nats, tokens, characters = nats_per_character(model, validation, tokenizer, end_of_text_id)
     model.save(os.path.join(args.output_dir, "model.keras"))
     metrics = {

@@ -27,7 +27,10 @@ def _quiet_start():
         if keras.config.backend() == "tensorflow":
             import tensorflow as tf
 
-            tf.config.list_logical_devices("CPU")  # TensorFlow's devices start here, with their messages
+            # TensorFlow's devices start here, with their messages; a multi-worker strategy
+            # must configure them first, so `--strategy multi-worker` leaves them to it.
+            if "multi-worker" not in sys.argv:
+                tf.config.list_logical_devices("CPU")
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -1,5 +1,6 @@
 """The example scripts run end to end on small data, write metrics.json, and resume after a kill."""
 
+import ast
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.examples.conftest import EXAMPLES, load_example
+from tests.workers import run_all, worker_environments
 import tfllm
 from tfllm import cli
 from tfllm.data import BERTInputPacker
@@ -51,6 +53,38 @@ def test_train_gpt(shakespeare_sample, tmp_path):
         assert os.path.exists(os.path.join(output_dir, name)), name
     assert metrics["export_path"] == str(tmp_path / "saved_models" / "gpt" / "1")
     assert os.path.exists(tmp_path / "saved_models" / "models.config")
+
+
+def test_train_gpt_under_mirrored_strategy(shakespeare_sample, tmp_path):
+    """`--strategy mirrored` on this machine's one device: the model is built under the
+    strategy, trains without XLA (which cannot compile the replicas' collectives) and saves."""
+    output_dir = str(tmp_path / "gpt")
+    train_gpt = load_example("train_gpt")
+    args = train_gpt.parse_args(["--data", shakespeare_sample, "--output-dir", output_dir, "--strategy", "mirrored",
+                                 *TINY_GPT])
+    assert train_gpt.harness.jit_compile(args) is False
+    metrics = train_gpt.main(["--data", shakespeare_sample, "--output-dir", output_dir, "--steps", "4",
+                              "--steps-per-epoch", "2", "--strategy", "mirrored", *TINY_GPT])
+    assert metrics["steps"] == 4 and math.isfinite(metrics["val_loss"])
+    assert os.path.exists(os.path.join(output_dir, "model.keras"))
+
+
+# Slow (about 35 s: two worker processes): run with `pytest -m slow`.
+@pytest.mark.slow
+def test_train_gpt_on_two_localhost_workers(shakespeare_sample, tmp_path):
+    """`--strategy multi-worker`: two workers on localhost train one model; the chief writes
+    --output-dir and --export-dir, the other worker a temporary directory."""
+    output_dir, export_dir = str(tmp_path / "gpt"), str(tmp_path / "saved_models" / "gpt")
+    command = [sys.executable, os.path.join(EXAMPLES, "train_gpt.py"), "--data", shakespeare_sample,
+               "--output-dir", output_dir, "--export-dir", export_dir, "--steps", "4", "--steps-per-epoch", "2",
+               "--strategy", "multi-worker", *TINY_GPT]
+    outputs = run_all([command] * 2, worker_environments(2), tmp_path, timeout=300)
+    chief, worker = (ast.literal_eval(output.strip().splitlines()[-1]) for output in outputs)
+    saved = read_metrics(output_dir)  # the chief's
+    assert saved["export_path"] == chief["export_path"] == os.path.join(export_dir, "1")
+    assert not worker["export_path"].startswith(str(tmp_path))
+    assert saved["steps"] == worker["steps"] == 4
+    assert round(saved["val_loss"], 4) == worker["val_loss"]  # one model, evaluated by both
 
 
 # Slow (about 45 s, a killed subprocess and a resumed one): run with `pytest -m slow`.

@@ -13,9 +13,14 @@ callbacks and the time limit; `finish` exports when asked and writes `metrics.js
     model.compile(..., jit_compile=harness.jit_compile(args))
     history, seconds = harness.fit(model, train, args, epochs=3, validation_data=validation)
     return harness.finish(args, metrics, export=lambda path: export_gpt(model, tokenizer, path))
+
+A script that takes `--strategy` (`add_strategy_flag`) builds and compiles its model inside
+`with harness.strategy_scope(args):`; `start` has then chosen the strategy and, on a worker
+that is not the chief, pointed `--output-dir` and `--export-dir` at a temporary directory.
 """
 
 import argparse
+import contextlib
 import math
 import os
 import resource
@@ -23,7 +28,8 @@ import time
 
 import keras
 
-from tfllm.training.callbacks import TimeLimit, training_callbacks, write_metrics
+from tfllm.training import distribute
+from tfllm.training.callbacks import ResumableBackup, TimeLimit, training_callbacks, write_metrics
 from tfllm.training.compilation import default_jit_compile
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -60,27 +66,93 @@ def script_parser(description, *, data_help, validation_help=None, export_help=N
 
 
 def start(args):
-    """Seeds every generator, sets the precision policy and creates the output directory."""
+    """Seeds every generator, sets the precision policy and creates the output directory.
+
+    With `--strategy` other than none, it first creates the strategy (`strategy`; a
+    multi-worker one must exist before any other TensorFlow work), and a worker that is not
+    the chief writes to a temporary directory instead of `--output-dir` and `--export-dir`.
+    """
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise ValueError(f"--max-minutes must be > 0. Received: {args.max_minutes}")
+    distribution = strategy(args)
+    if distribution is not None and not distribute.is_chief(distribution):
+        args.output_dir = distribute.output_dir(args.output_dir, distribution)
+        if args.export_dir:
+            args.export_dir = os.path.join(args.output_dir, "export")
     keras.utils.set_random_seed(args.seed)
     keras.config.set_dtype_policy(args.precision)
     os.makedirs(args.output_dir, exist_ok=True)
 
 
 def jit_compile(args):
-    """`--jit` / `--no-jit`, or the default for the precision (`default_jit_compile`)."""
-    return default_jit_compile(args.precision) if args.jit_compile is None else args.jit_compile
+    """`--jit` / `--no-jit`, or the default: for the precision (`default_jit_compile`), and off
+    under a `--strategy`, because XLA cannot compile a training step that holds the replicas'
+    collective operations (TensorFlow 2.21 on CPU: "No registered 'CollectiveGatherV2' OpKernel
+    for XLA_CPU_JIT devices")."""
+    if args.jit_compile is not None:
+        return args.jit_compile
+    return default_jit_compile(args.precision) if strategy(args) is None else False
+
+
+def add_strategy_flag(parser):
+    """`--strategy {none,mirrored,multi-worker}`, read by `start`, `strategy` and `strategy_scope`."""
+    parser.add_argument(
+        "--strategy",
+        choices=distribute.STRATEGIES,
+        default="none",
+        help="tf.distribute data parallelism (TensorFlow backend): mirrored = the local GPUs; multi-worker = one "
+        "process per machine, the cluster in TF_CONFIG (docs/distributed.md). --batch-size is the global batch, "
+        "split among the replicas",
+    )
+
+
+def strategy(args):
+    """The `tf.distribute.Strategy` of `--strategy` (made once per `args`), or None for none.
+
+    Checks what the strategy needs: a `--batch-size` that divides among the replicas; under
+    multi-worker no `--max-minutes` (each worker would stop on its own clock, leaving the
+    others waiting) and no `--distill-from`.
+    """
+    name = getattr(args, "strategy", "none")
+    if name == "none":
+        return None
+    if getattr(args, "_strategy", None) is None:
+        if name == "multi-worker" and args.max_minutes:
+            raise ValueError(
+                "--max-minutes stops each worker on its own clock; under --strategy multi-worker use --steps."
+            )
+        if getattr(args, "distill_from", None):
+            raise ValueError(
+                f"--distill-from is not supported under --strategy {name} (its teacher is loaded outside the "
+                "strategy); use --strategy none."
+            )
+        distribution = distribute.strategy(name)
+        distribute.per_replica_batch_size(args.batch_size, distribution)
+        args._strategy = distribution
+    return args._strategy
+
+
+def strategy_scope(args):
+    """`strategy(args).scope()`, where a model is built and compiled; a no-op without one."""
+    distribution = strategy(args)
+    return contextlib.nullcontext() if distribution is None else distribution.scope()
 
 
 def fit(model, train, args, **fit_kwargs):
-    """`model.fit` with the standard callbacks (backup, CSV and TensorBoard logs) and the
-    `--max-minutes` limit. Returns `(history, training_seconds)`."""
+    """`model.fit` (through `distribute.fit`, for `--strategy`) with the standard callbacks
+    (backup, CSV and TensorBoard logs) and the `--max-minutes` limit. Returns `(history,
+    training_seconds)`.
+
+    Under multi-worker there is no backup: each worker would restore its own, and the
+    non-chief workers' backups are in temporary directories, so a stopped run starts over.
+    """
     callbacks = training_callbacks(args.output_dir)
+    if getattr(args, "strategy", "none") == "multi-worker":
+        callbacks = [callback for callback in callbacks if not isinstance(callback, ResumableBackup)]
     if args.max_minutes:
         callbacks.append(TimeLimit(args.max_minutes))
     begin = time.time()
-    history = model.fit(train, callbacks=callbacks, verbose=2, **fit_kwargs)
+    history = distribute.fit(model, train, callbacks=callbacks, verbose=2, **fit_kwargs)
     return history, time.time() - begin
 
 
@@ -310,10 +382,14 @@ def finish(args, metrics, export=None):
 def run(main):
     """Runs a script's `main()` from the command line: TensorFlow's pooled CPU allocator is
     chosen before the first tensor (see `use_pooled_cpu_allocator`) and its logging quietened;
-    the metrics `main()` returns are printed, floats rounded to 4 places."""
-    from tfllm.training.allocator import use_pooled_cpu_allocator
+    the metrics `main()` returns are printed, floats rounded to 4 places.
 
-    use_pooled_cpu_allocator()
+    TensorFlow's devices are left to start later, in `main()`: a multi-worker strategy
+    (`--strategy multi-worker`) must configure them first.
+    """
+    from tfllm.training.allocator import ENVIRONMENT_VARIABLE
+
+    os.environ.setdefault(ENVIRONMENT_VARIABLE, "true")
     if keras.config.backend() == "tensorflow":
         import tensorflow as tf
 
