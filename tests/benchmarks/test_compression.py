@@ -46,10 +46,11 @@ def test_one_table_of_sizes_latencies_and_accuracies(tmp_path):
     with open(output + ".json") as file:
         report = json.load(file)
     rows = {row["variant"]: row for row in report["classifier"]}
-    assert list(rows) == ["fp32", "int8", "LoRA-merged fp32", "LoRA-merged int8"]
+    assert list(rows) == ["fp32", "int8", "bf16", "LoRA-merged fp32", "LoRA-merged int8", "LoRA-merged bf16"]
     for row in rows.values():
         assert 0 <= row["accuracy"] <= 1 and row["latency_ms_batch_1"] > 0 and row["latency_ms_batch_8"] > 0
     assert rows["int8"]["variables_bytes"] < 0.6 * rows["fp32"]["variables_bytes"]
+    assert rows["bf16"]["variables_bytes"] < 0.6 * rows["fp32"]["variables_bytes"]
     gpt = {row["variant"]: row for row in report["gpt"]}
     assert gpt["GPT int8"]["variables_bytes"] < 0.35 * gpt["GPT fp32"]["variables_bytes"]
     assert "| LoRA-merged int8 |" in open(output + ".md").read()
