@@ -10,9 +10,12 @@ validation unless `--validation-data` names another file. Run:
     python examples/train_gpt.py --output-dir runs/gpt
     python examples/train_gpt.py --data my_corpus.txt --output-dir runs/mine --max-minutes 5
     python examples/train_gpt.py --strategy mirrored --batch-size 64 --output-dir runs/gpus
+    KERAS_BACKEND=jax python examples/train_gpt.py --distribution model --output-dir runs/sharded
 
 `--strategy mirrored` trains on every local GPU, `--strategy multi-worker` on several machines
-(TF_CONFIG; docs/distributed.md); `--batch-size` is then the global batch.
+(TF_CONFIG); on JAX, `--distribution data` replicates the model on every device and
+`--distribution model` shards its weights across them (docs/distributed.md). `--batch-size` is
+then the global batch.
 
 Writes to `--output-dir`: `tokenizer/` (vocab.json, merges.txt), `model.keras`,
 `metrics.json` (`val_loss`, `val_perplexity`, `val_nats_per_char`, ...), `history.csv`
@@ -59,7 +62,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="also the backup interval")
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--export-max-new-tokens", type=int, default=None, help="the served cap (default: half the context)")
-    harness.add_strategy_flag(parser)
+    harness.add_distribution_flags(parser)
     harness.add_compression_flags(parser, lora=False)
     harness.add_distillation_flags(parser)
     return parser.parse_args(argv)
@@ -122,7 +125,14 @@ def main(argv=None):
     )
 
     # ## The model: new, or with --distill-from and --student-layers, blocks of the teacher;
-    # built and compiled under the --strategy, whose replicas then share each batch
+    # built and compiled under the --strategy, whose replicas then share each batch, or laid
+    # out by the --distribution
+    distribute.check_shardable(
+        keras.distribution.distribution(),
+        vocabulary_size=tokenizer.vocabulary_size(),
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+    )
     with harness.strategy_scope(args):
         model = harness.student_from_teacher(args) or tfllm.models.GPT(
             vocabulary_size=tokenizer.vocabulary_size(),

@@ -69,6 +69,32 @@ def test_train_gpt_under_mirrored_strategy(shakespeare_sample, tmp_path):
     assert os.path.exists(os.path.join(output_dir, "model.keras"))
 
 
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="the TensorFlow-backend error")
+def test_train_gpt_refuses_keras_distribution_on_tensorflow(tmp_path):
+    """`--distribution` is keras.distribution, which Keras supports only on JAX."""
+    train_gpt = load_example("train_gpt")
+    args = train_gpt.parse_args(["--output-dir", str(tmp_path / "gpt"), "--distribution", "data"])
+    with pytest.raises(ValueError, match="only on the JAX backend"):
+        train_gpt.harness.start(args)
+
+
+# Slow (about 35 s: a JAX process of its own, which must split the CPU into two devices
+# before JAX starts): run with `pytest -m slow`.
+@pytest.mark.slow
+def test_train_gpt_under_model_parallel_on_two_jax_devices(shakespeare_sample, tmp_path):
+    """`--distribution model` on JAX over two host CPU devices: the model is built sharded,
+    trains, evaluates and saves whole weights."""
+    output_dir = str(tmp_path / "gpt")
+    command = [sys.executable, os.path.join(EXAMPLES, "train_gpt.py"), "--data", shakespeare_sample, "--output-dir",
+               output_dir, "--steps", "4", "--steps-per-epoch", "2", "--distribution", "model", *TINY_GPT]
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    process = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    metrics = read_metrics(output_dir)
+    assert metrics["steps"] == 4 and math.isfinite(metrics["val_loss"])
+    assert os.path.exists(os.path.join(output_dir, "model.keras"))
+
+
 # Slow (about 35 s: two worker processes): run with `pytest -m slow`.
 @pytest.mark.slow
 def test_train_gpt_on_two_localhost_workers(shakespeare_sample, tmp_path):

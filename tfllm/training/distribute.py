@@ -1,6 +1,6 @@
-"""Data-parallel training with `tf.distribute` and plain `model.fit` (TensorFlow backend).
+"""Distributed training with plain `model.fit`: `tf.distribute` on TensorFlow, `keras.distribution` on JAX.
 
-One name chooses the engine (`strategy`); the model is built and compiled inside
+**TensorFlow.** One name chooses the engine (`strategy`); the model is built and compiled inside
 `strategy.scope()`; the dataset is batched with the *global* batch size, which the strategy
 splits across its replicas (`per_replica_batch_size` checks that it divides); `fit` trains.
 Only the chief writes checkpoints, metrics and exports (`is_chief`, `output_dir`).
@@ -18,6 +18,19 @@ XLA cannot compile a step that holds the replicas' collective operations, hence
 of the batch divided by the number of replicas (Keras's `scale_loss_for_distribution`), and the
 replicas' gradients are summed. Any Keras loss with the default `"sum_over_batch_size"`
 reduction, `tfllm.training.SparseCrossEntropy` included, is scaled right this way.
+
+**JAX.** `distribution("data")` replicates the model on every device and splits each batch
+(`keras.distribution.DataParallel`); `distribution("model")` also shards the transformer
+weights over a device mesh's `"model"` axis with tfllm's Megatron-style `layout_map`
+(`keras.distribution.ModelParallel`). Set it before the model is built; XLA compiles the
+whole step, its collectives included, so `jit_compile` stays on:
+
+    keras.distribution.set_distribution(distribute.distribution("model"))
+    distribute.per_replica_batch_size(global_batch_size, keras.distribution.distribution())
+    model = tfllm.models.GPT("gpt-test")
+    model.compile(optimizer="adamw", loss=tfllm.training.SparseCrossEntropy())
+    model.fit(dataset.batch(global_batch_size), epochs=1)
+    model.save("model.keras")   # whole weights, loadable with no distribution set
 """
 
 import json
@@ -122,20 +135,132 @@ def cluster_config(environ=None):
 def per_replica_batch_size(global_batch_size, distribution):
     """The batch each replica trains on when the dataset is batched with `global_batch_size`.
 
-    `model.fit` under a strategy takes batches of the global size and gives each replica an
-    equal share, so one optimizer step sees `global_batch_size` examples whatever the number of
-    replicas (and the same seed trains the same model, up to rounding).
+    `model.fit` under a `tf.distribute` strategy or a `keras.distribution` takes batches of the
+    global size and gives each data-parallel replica an equal share (`replica_count`), so one
+    optimizer step sees `global_batch_size` examples whatever the number of replicas (and the
+    same seed trains the same model, up to rounding).
 
     Raises:
         ValueError: if `global_batch_size` is not a positive multiple of the replica count.
     """
-    replicas = distribution.num_replicas_in_sync
+    replicas = replica_count(distribution)
     if global_batch_size <= 0 or global_batch_size % replicas:
         raise ValueError(
             f"The global batch size must be a positive multiple of the {replicas} replicas in sync, so that each "
             f"replica gets an equal share. Received: global_batch_size={global_batch_size}"
         )
     return global_batch_size // replicas
+
+
+def replica_count(distribution):
+    """How many shares each batch is split into: a `tf.distribute.Strategy`'s replicas in sync,
+    or the size of a `keras.distribution.Distribution`'s batch axis (its data-parallel axis)."""
+    if hasattr(distribution, "num_replicas_in_sync"):
+        return distribution.num_replicas_in_sync
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+DISTRIBUTIONS = ("data", "model")
+
+# Megatron-LM's tensor parallelism for tfllm's transformer blocks (`TransformerBlock`), as
+# `keras.distribution.LayoutMap` entries: variable path (a regex matched against the whole
+# path) -> one mesh axis name or None per dimension of the variable. The first projection of
+# each sub-layer (the fused query/key/value one and the feed-forward intermediate one) is split
+# on its output axis, the second (attention output, feed-forward output) on its input axis, so
+# each device computes its share of the heads and of the intermediate units from the whole
+# input, and one sum across the "model" axis after the second projection completes the result.
+# The token embedding (also GPT's tied output projection) is split by vocabulary. Every other
+# variable (biases, layer norms, position and segment embeddings, BERT's pooler and heads) is
+# replicated. `(?:.*/)?` lets the block sit in another model (a BERT inside a classifier).
+MEGATRON_LAYOUT = {
+    r"(?:.*/)?token_embedding/embeddings": ("model", None),  # (vocabulary, hidden)
+    r"(?:.*/)?qkv_dense/kernel": (None, "model"),  # (hidden, 3 * attention_dim)
+    r"(?:.*/)?attention_output_dense/kernel": ("model", None),  # (attention_dim, hidden)
+    r"(?:.*/)?feedforward_intermediate_dense/kernel": (None, "model"),  # (hidden, intermediate)
+    r"(?:.*/)?feedforward_output_dense/kernel": ("model", None),  # (intermediate, hidden)
+}
+
+
+def layout_map(device_mesh):
+    """tfllm's Megatron-style `keras.distribution.LayoutMap` for its GPT and BERT
+    (`MEGATRON_LAYOUT`) on `device_mesh`, a `keras.distribution.DeviceMesh` with a `"model"`
+    axis.
+
+    Each sharded dimension must divide by the size of the `"model"` axis: the vocabulary size,
+    `3 * num_heads * head_dim`, `num_heads * head_dim` and `intermediate_dim`.
+    """
+    if "model" not in device_mesh.axis_names:
+        raise ValueError(f"The device mesh needs a 'model' axis. Received: axis_names={device_mesh.axis_names}")
+    layouts = keras.distribution.LayoutMap(device_mesh)
+    for path, axes in MEGATRON_LAYOUT.items():
+        layouts[path] = axes
+    return layouts
+
+
+def check_shardable(distribution, **dimensions):
+    """Checks that the `"model"` axis of `distribution` divides every dimension tfllm's
+    `layout_map` shards, given by name (e.g. `vocabulary_size=..., hidden_dim=...,
+    intermediate_dim=...`), before a model of those sizes is built; JAX refuses to split an
+    array unevenly. Does nothing without a `"model"` axis (no distribution, `DataParallel`).
+
+    Raises:
+        ValueError: naming each dimension the axis does not divide.
+    """
+    mesh = getattr(distribution, "device_mesh", None)
+    if mesh is None or "model" not in mesh.axis_names:
+        return
+    size = mesh.shape[mesh.axis_names.index("model")]
+    indivisible = [f"{name}={value}" for name, value in dimensions.items() if value % size]
+    if indivisible:
+        raise ValueError(
+            f"ModelParallel splits the model's weights into {size} shards along these sizes, which must be multiples of "
+            f"{size}. Received: {', '.join(indivisible)}"
+        )
+
+
+def distribution(name, model_parallel=None):
+    """The `keras.distribution.Distribution` called `name`, over every device (JAX backend).
+
+    Args:
+        name: `"data"` (`DataParallel`: the model replicated on every device, each batch split
+            across them) or `"model"` (`ModelParallel`: a `DeviceMesh` of shape
+            `(devices / model_parallel, model_parallel)`, axes `("data", "model")`, with
+            tfllm's `layout_map` sharding the transformer weights over `"model"` and each
+            batch split over `"data"`).
+        model_parallel: for `"model"`, the size of the `"model"` axis, a divisor of the device
+            count (default: every device, so no data parallelism).
+
+    Returns:
+        A `keras.distribution.Distribution`, to give `keras.distribution.set_distribution`
+        (or use as `with distribution.scope():`) before the model is built.
+
+    Raises:
+        ValueError: for another name, a `model_parallel` that does not divide the device count,
+            or a Keras backend other than JAX (Keras supports `keras.distribution` only there;
+            on TensorFlow use `strategy`).
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"`name` must be one of {', '.join(DISTRIBUTIONS)}. Received: name={name!r}")
+    if keras.config.backend() != "jax":
+        raise ValueError(
+            f"The {name!r} distribution is a keras.distribution, which Keras supports only on the JAX backend; "
+            f"Keras runs on {keras.config.backend()!r} here (KERAS_BACKEND). On TensorFlow, distribute with "
+            "tf.distribute strategies (mirrored, multi-worker)."
+        )
+    devices = keras.distribution.list_devices()
+    if name == "data":
+        return keras.distribution.DataParallel(devices=devices)
+    model_parallel = len(devices) if model_parallel is None else model_parallel
+    if not isinstance(model_parallel, int) or model_parallel <= 0 or len(devices) % model_parallel:
+        raise ValueError(
+            f"`model_parallel` must be a positive divisor of the {len(devices)} devices. "
+            f"Received: model_parallel={model_parallel!r}"
+        )
+    mesh = keras.distribution.DeviceMesh(
+        (len(devices) // model_parallel, model_parallel), axis_names=("data", "model"), devices=devices
+    )
+    return keras.distribution.ModelParallel(layout_map=layout_map(mesh), batch_dim_name="data")
 
 
 def is_chief(distribution=None):

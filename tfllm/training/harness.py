@@ -14,9 +14,10 @@ callbacks and the time limit; `finish` exports when asked and writes `metrics.js
     history, seconds = harness.fit(model, train, args, epochs=3, validation_data=validation)
     return harness.finish(args, metrics, export=lambda path: export_gpt(model, tokenizer, path))
 
-A script that takes `--strategy` (`add_strategy_flag`) builds and compiles its model inside
-`with harness.strategy_scope(args):`; `start` has then chosen the strategy and, on a worker
-that is not the chief, pointed `--output-dir` and `--export-dir` at a temporary directory.
+A script that takes `--strategy` and `--distribution` (`add_distribution_flags`) builds and
+compiles its model inside `with harness.strategy_scope(args):`; `start` has then chosen the
+strategy and, on a worker that is not the chief, pointed `--output-dir` and `--export-dir` at a
+temporary directory, or (on JAX) set the `keras.distribution` the model is built under.
 """
 
 import argparse
@@ -71,9 +72,12 @@ def start(args):
     With `--strategy` other than none, it first creates the strategy (`strategy`; a
     multi-worker one must exist before any other TensorFlow work), and a worker that is not
     the chief writes to a temporary directory instead of `--output-dir` and `--export-dir`.
+    With `--distribution`, it sets that `keras.distribution` globally (`keras_distribution`),
+    so that the model built next is laid out by it.
     """
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise ValueError(f"--max-minutes must be > 0. Received: {args.max_minutes}")
+    keras.distribution.set_distribution(keras_distribution(args))
     distribution = strategy(args)
     if distribution is not None and not distribute.is_chief(distribution):
         args.output_dir = distribute.output_dir(args.output_dir, distribution)
@@ -94,16 +98,38 @@ def jit_compile(args):
     return default_jit_compile(args.precision) if strategy(args) is None else False
 
 
-def add_strategy_flag(parser):
-    """`--strategy {none,mirrored,multi-worker}`, read by `start`, `strategy` and `strategy_scope`."""
-    parser.add_argument(
+def add_distribution_flags(parser):
+    """`--strategy {none,mirrored,multi-worker}` (TensorFlow) and `--distribution {data,model}`
+    (JAX), read by `start`, `strategy`, `strategy_scope` and `keras_distribution`."""
+    group = parser.add_argument_group("distributed training (docs/distributed.md)")
+    group.add_argument(
         "--strategy",
         choices=distribute.STRATEGIES,
         default="none",
         help="tf.distribute data parallelism (TensorFlow backend): mirrored = the local GPUs; multi-worker = one "
-        "process per machine, the cluster in TF_CONFIG (docs/distributed.md). --batch-size is the global batch, "
-        "split among the replicas",
+        "process per machine, the cluster in TF_CONFIG. --batch-size is the global batch, split among the replicas",
     )
+    group.add_argument(
+        "--distribution",
+        choices=distribute.DISTRIBUTIONS,
+        default=None,
+        help="keras.distribution over every device (JAX backend): data = DataParallel; model = ModelParallel, the "
+        "transformer weights sharded Megatron-style. --batch-size is the global batch, split along the data axis",
+    )
+
+
+def keras_distribution(args):
+    """The `keras.distribution.Distribution` of `--distribution` (made once per `args`), or None
+    without the flag. Checks that `--batch-size` divides among its data-parallel replicas; the
+    flag needs the JAX backend (`distribute.distribution` says so on another)."""
+    name = getattr(args, "distribution", None)
+    if name is None:
+        return None
+    if getattr(args, "_keras_distribution", None) is None:
+        distribution = distribute.distribution(name)
+        distribute.per_replica_batch_size(args.batch_size, distribution)
+        args._keras_distribution = distribution
+    return args._keras_distribution
 
 
 def strategy(args):
