@@ -7,6 +7,14 @@
 The XLA flag splits the CPU into two JAX devices; it must be set before JAX starts, hence a
 process of its own. Every case sees the same global batches (`distributed_fit.dataset`) in
 the same order from the same initial weights. DIRECTORY receives the ModelParallel model.
+
+    KERAS_BACKEND=jax KERAS_DISTRIBUTION_JOB_ADDRESSES=localhost:PORT \
+        KERAS_DISTRIBUTION_NUM_PROCESSES=2 KERAS_DISTRIBUTION_PROCESS_ID=I \
+        python tests/training/keras_distribution_fit.py --processes data|model [STEPS]
+
+is process I of a multi-process JAX job (`keras.distribution.initialize` reads those
+variables), each with one CPU device: it trains under the distribution over both processes'
+devices and prints its process index, the global device count and the losses.
 """
 
 import json
@@ -110,5 +118,20 @@ def main(directory, steps):
     }
 
 
+def one_of_processes(name, steps):
+    """Process `KERAS_DISTRIBUTION_PROCESS_ID` of a multi-process job trained under `name`."""
+    import keras
+
+    keras.distribution.initialize()  # before JAX starts its devices
+    import jax
+
+    _, losses = train(name, steps)
+    return {"process": jax.process_index(), "devices": jax.device_count(), "losses": losses}
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4)))
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    if sys.argv[1] == "--processes":
+        print(json.dumps(one_of_processes(sys.argv[2], steps)))
+    else:
+        print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4)))

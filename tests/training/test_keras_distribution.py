@@ -1,7 +1,7 @@
 """tfllm.training.distribute on JAX: one tiny GPT trained on one device, under DataParallel and
-under ModelParallel over two host CPU devices gives the same losses; ModelParallel shards
-exactly the kernels tfllm's layout map names and saves a model that loads on one device; and
-the checks say what is wrong."""
+under ModelParallel over two host CPU devices (and, marked slow, over two JAX processes on
+localhost) gives the same losses; ModelParallel shards exactly the kernels tfllm's layout map
+names and saves a model that loads on one device; and the checks say what is wrong."""
 
 import json
 import os
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.training import keras_distribution_fit
+from tests.workers import free_ports, run_all
 from tfllm.training import distribute
 
 STEPS = 4
@@ -88,6 +89,32 @@ def test_jax_errors_name_the_problem(jax_run):
     # train_gpt.py's flags reach the same checks.
     assert "positive multiple of the 2 replicas in sync" in errors["flag_batch"]
     assert "exist only on the TensorFlow backend" in errors["flag_strategy"]
+
+
+# Slow (about 32 s per case: two JAX processes on two cores): run with `pytest -m slow`.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["data", "model"])
+def test_two_localhost_jax_processes_give_the_single_device_losses(name, jax_run, tmp_path):
+    """`keras.distribution.initialize` joins two JAX processes of one CPU device each; the
+    distribution spans both, and each process logs the single-device losses."""
+    (port,) = free_ports(1)
+    environments = [
+        {
+            "KERAS_BACKEND": "jax",
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port}",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+            "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+            "XLA_FLAGS": "",
+        }
+        for index in range(2)
+    ]
+    command = [sys.executable, keras_distribution_fit.__file__, "--processes", name, str(STEPS)]
+    outputs = run_all([command] * 2, environments, tmp_path, timeout=TIMEOUT)
+    results = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
+    assert [result["process"] for result in results] == [0, 1]
+    assert all(result["devices"] == 2 for result in results)
+    for result in results:
+        np.testing.assert_allclose(result["losses"], jax_run["losses"]["single"], rtol=0, atol=ATOL)
 
 
 def test_the_layout_map_matches_bert_and_nested_paths():

@@ -214,8 +214,8 @@ def check_shardable(distribution, **dimensions):
     indivisible = [f"{name}={value}" for name, value in dimensions.items() if value % size]
     if indivisible:
         raise ValueError(
-            f"ModelParallel splits the model's weights into {size} shards along these sizes, which must be multiples of "
-            f"{size}. Received: {', '.join(indivisible)}"
+            f"ModelParallel splits the model's weights into {size} shards along these sizes, which must be "
+            f"multiples of {size}. Received: {', '.join(indivisible)}"
         )
 
 
