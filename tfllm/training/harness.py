@@ -73,7 +73,8 @@ def start(args):
     multi-worker one must exist before any other TensorFlow work), and a worker that is not
     the chief writes to a temporary directory instead of `--output-dir` and `--export-dir`.
     With `--distribution`, it sets that `keras.distribution` globally (`keras_distribution`),
-    so that the model built next is laid out by it.
+    so that the model built next is laid out by it; without the flag it sets none, so that a
+    script run again in the same process is not laid out by an earlier run's.
     """
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise ValueError(f"--max-minutes must be > 0. Received: {args.max_minutes}")
